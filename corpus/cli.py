@@ -1,0 +1,99 @@
+"""``stt-corpus``: the command line. Each subcommand's ``--help`` says what it does."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+DESCRIPTION = """\
+Build speech-to-text corpora from raw audio and check them.
+
+A store is a local directory (the default) or s3://bucket/prefix; for MinIO or another
+S3-compatible endpoint set AWS_ENDPOINT_URL or pass --endpoint-url. Releases live under
+<store>/releases/<name>/ and exist once their RELEASE.json is written.
+"""
+
+
+def _add_store_args(parser: argparse.ArgumentParser, *, release_help: str) -> None:
+    parser.add_argument("--store", required=True, metavar="URI",
+                        help="local directory or s3://bucket/prefix holding releases/")
+    parser.add_argument("--release", required=True, metavar="NAME", help=release_help)
+    parser.add_argument("--endpoint-url", metavar="URL", default=None,
+                        help="S3 endpoint (MinIO, moto); default: $AWS_ENDPOINT_URL or AWS itself")
+
+
+def _cmd_verify(args) -> int:
+    from corpus.release import verify_release
+    from corpus.store import open_store
+
+    store = open_store(args.store, endpoint_url=args.endpoint_url)
+    problems = verify_release(store, args.release)
+    if problems:
+        print(f"release {args.release} at {store.uri} FAILED verification ({len(problems)} problems):", file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    from corpus.release import Release
+
+    info = Release.open(store, args.release).info
+    counts = info["counts"]
+    print(f"release {args.release} at {store.uri} verified: {counts['kept']} kept / {counts['segments']} segments, "
+          f"{counts['shards']} shards, {info['hours']['kept']:.3f} h kept; every checksum and count matches")
+    return 0
+
+
+def _cmd_release_truth(args) -> int:
+    from corpus.store import open_store
+    from corpus.truth_release import build_truth_release
+
+    store = open_store(args.store, endpoint_url=args.endpoint_url)
+    info = build_truth_release(args.audio_dir, store, args.release, truth=args.truth, progress=True)
+    print(json.dumps({"release": info["name"], "counts": info["counts"], "hours": info["hours"]}, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from corpus import gen_audio
+
+    parser = argparse.ArgumentParser(prog="stt-corpus", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    gen_audio.add_cli(sub)
+
+    verify = sub.add_parser(
+        "verify", help="re-read a release and check every count and checksum",
+        description="Re-read a release: RELEASE.json, the sha256 of manifest, index and config, every shard's "
+                    "size, sha256, sample count, seconds and keys against the index and the manifest. "
+                    "Exit 0 when everything matches, 1 with one line per mismatch otherwise.")
+    _add_store_args(verify, release_help="release name under <store>/releases/")
+    verify.set_defaults(func=_cmd_verify)
+
+    truth = sub.add_parser(
+        "release-truth", help="write a release labelled by reference transcripts (no ASR)",
+        description="Cut every utterance of a truth file (JSONL: file, start, end, text, domain; what gen-audio "
+                    "writes) out of its recording and write them as a release of kept segments, with splits "
+                    "assigned by recording. A gold release for training and calibration.")
+    truth.add_argument("audio_dir", metavar="AUDIO_DIR", help="folder with the audio files the truth file names")
+    truth.add_argument("--truth", metavar="FILE", default=None, help="truth JSONL (default AUDIO_DIR/truth.jsonl)")
+    _add_store_args(truth, release_help="name of the new release (must not exist yet)")
+    truth.set_defaults(func=_cmd_release_truth)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, RuntimeError, FileNotFoundError) as err:
+        print(f"stt-corpus {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,460 @@
+"""One small object-store interface over a local directory and ``s3://bucket/prefix``.
+
+Every write is atomic: a reader sees either nothing or the whole object. On a local directory
+the bytes go to a hidden temporary file in the target's folder and are renamed into place; on
+S3 a small object is one ``PutObject`` and a large one a multipart upload (parts sent while the
+writer is still being fed), which S3 makes visible only at ``CompleteMultipartUpload``; a writer
+left by an exception is discarded (temp file removed, multipart upload aborted). Every write
+returns the sha256 and size of what was written.
+
+S3 calls retry with backoff on throttling and 5xx through botocore's ``adaptive`` retry mode;
+a streaming read that breaks mid-body resumes from its offset with a ranged GET of the same
+ETag. The endpoint comes from ``endpoint_url=`` or ``AWS_ENDPOINT_URL`` (MinIO, moto).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+TMP_PREFIX = ".tmp-"
+DEFAULT_PART_SIZE = 16 * 1024 * 1024
+MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
+READ_CHUNK = 1024 * 1024
+
+
+class StoreError(RuntimeError):
+    """A store operation failed; the message names the object."""
+
+
+class ObjectNotFound(StoreError, FileNotFoundError):
+    """No object at that key."""
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a completed write put in the store."""
+
+    key: str
+    url: str
+    bytes: int
+    sha256: str
+
+
+def validate_object_key(key: str) -> str:
+    """A relative object key: '/'-separated, no empty, '.' or '..' parts, no backslash or NUL."""
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"invalid object key {key!r}: empty")
+    if key.startswith("/") or "\\" in key or "\x00" in key:
+        raise ValueError(f"invalid object key {key!r}: must be relative, without backslashes or NUL")
+    for part in key.split("/"):
+        if part in ("", ".", ".."):
+            raise ValueError(f"invalid object key {key!r}: empty, '.' or '..' path component")
+        if part.startswith(TMP_PREFIX):
+            raise ValueError(f"invalid object key {key!r}: '{TMP_PREFIX}' names are reserved for writes in progress")
+    return key
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}/{key}" if prefix else key
+
+
+class _HashingWriter(io.RawIOBase):
+    """Base of the store writers: counts and hashes every byte, commits on clean close."""
+
+    def __init__(self, store: "Store", key: str):
+        self._store, self.key = store, key
+        self._sha = hashlib.sha256()
+        self._bytes = 0
+        self.result: Written | None = None
+        self._failed = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        self._sha.update(view)
+        self._bytes += len(view)
+        self._write(view)
+        return len(view)
+
+    def _write(self, view: memoryview) -> None:
+        raise NotImplementedError
+
+    def _commit(self) -> None:
+        raise NotImplementedError
+
+    def _discard(self) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Throw away everything written; nothing becomes visible."""
+        if not self.closed:
+            self._failed = True
+            try:
+                self._discard()
+            finally:
+                super().close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            self._commit()
+        except BaseException:
+            self.abort()
+            raise
+        self.result = Written(self.key, self._store.url(self.key), self._bytes, self._sha.hexdigest())
+        super().close()
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self.abort()
+        else:
+            self.close()
+        return False
+
+
+class Store:
+    """Interface shared by :class:`LocalStore` and :class:`S3Store`. Keys are relative."""
+
+    uri: str
+
+    def at(self, prefix: str) -> "Store":
+        """The same store seen from a sub-prefix (``store.at("releases/v1")``)."""
+        raise NotImplementedError
+
+    def url(self, key: str) -> str:
+        return f"{self.uri.rstrip('/')}/{validate_object_key(key)}"
+
+    def open_write(self, key: str) -> _HashingWriter:
+        """A binary writer; the object appears only when it is closed without error."""
+        raise NotImplementedError
+
+    def open_read(self, key: str) -> BinaryIO:
+        """A streaming binary reader over the object (raises ObjectNotFound)."""
+        raise NotImplementedError
+
+    def exists(self, key: str) -> bool:
+        raise NotImplementedError
+
+    def size(self, key: str) -> int:
+        raise NotImplementedError
+
+    def list(self, prefix: str = "") -> list[str]:
+        """Keys under ``prefix`` (a folder-like prefix; '' for all), sorted."""
+        raise NotImplementedError
+
+    def delete(self, key: str) -> None:
+        raise NotImplementedError
+
+    def put_bytes(self, key: str, data: bytes) -> Written:
+        with self.open_write(key) as w:
+            w.write(data)
+        return w.result
+
+    def put_file(self, key: str, path: str | os.PathLike) -> Written:
+        with open(path, "rb") as src, self.open_write(key) as w:
+            while chunk := src.read(READ_CHUNK * 8):
+                w.write(chunk)
+        return w.result
+
+    def get_bytes(self, key: str) -> bytes:
+        with self.open_read(key) as r:
+            return r.read()
+
+    def sha256(self, key: str) -> str:
+        """sha256 of the object's bytes, streamed."""
+        sha = hashlib.sha256()
+        with self.open_read(key) as r:
+            while chunk := r.read(READ_CHUNK * 8):
+                sha.update(chunk)
+        return sha.hexdigest()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.uri!r})"
+
+
+# --------------------------------------------------------------------------- local directory
+
+
+class _LocalWriter(_HashingWriter):
+    def __init__(self, store: "LocalStore", key: str):
+        super().__init__(store, key)
+        self._final = store._path(key)
+        self._final.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self._final.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex}-{self._final.name}")
+        self._fh = open(self._tmp, "wb", buffering=READ_CHUNK)
+
+    def _write(self, view: memoryview) -> None:
+        self._fh.write(view)
+
+    def _commit(self) -> None:
+        self._fh.close()
+        os.replace(self._tmp, self._final)
+
+    def _discard(self) -> None:
+        self._fh.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+class LocalStore(Store):
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).expanduser().resolve()
+        self.uri = self.root.as_uri()
+
+    def at(self, prefix: str) -> "LocalStore":
+        return LocalStore(self._path(prefix))
+
+    def _path(self, key: str) -> Path:
+        return self.root.joinpath(*validate_object_key(key).split("/"))
+
+    def open_write(self, key: str) -> _LocalWriter:
+        return _LocalWriter(self, key)
+
+    def open_read(self, key: str) -> BinaryIO:
+        try:
+            return open(self._path(key), "rb", buffering=READ_CHUNK)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFound(f"no object at {self.url(key)}") from None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def size(self, key: str) -> int:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            raise ObjectNotFound(f"no object at {self.url(key)}") from None
+
+    def list(self, prefix: str = "") -> list[str]:
+        base = self._path(prefix) if prefix else self.root
+        if not base.is_dir():
+            return []
+        keys = []
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames[:] = [d for d in dirnames if not d.startswith(TMP_PREFIX)]
+            for name in filenames:
+                if not name.startswith(TMP_PREFIX):
+                    keys.append(Path(dirpath, name).relative_to(self.root).as_posix())
+        return sorted(keys)
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- S3
+
+
+def _s3_client(endpoint_url: str | None, max_attempts: int):
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        retries={"mode": "adaptive", "max_attempts": max_attempts},
+        connect_timeout=10,
+        read_timeout=60,
+        max_pool_connections=32,
+        s3={"addressing_style": "path"} if endpoint_url else None,
+    )
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return boto3.session.Session().client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+
+
+def _is_not_found(err) -> bool:
+    code = str(getattr(err, "response", {}).get("Error", {}).get("Code", ""))
+    return code in ("404", "NoSuchKey", "NotFound")
+
+
+class _S3Writer(_HashingWriter):
+    """Sends a part as soon as ``part_size`` bytes are buffered; one PutObject if it never fills."""
+
+    def __init__(self, store: "S3Store", key: str):
+        super().__init__(store, key)
+        self._s3, self._bucket, self._okey = store._client, store.bucket, store._okey(key)
+        self._part_size = store.part_size
+        self._buf = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[dict] = []
+
+    def _write(self, view: memoryview) -> None:
+        self._buf += view
+        while len(self._buf) >= self._part_size:
+            self._send_part(bytes(self._buf[: self._part_size]))
+            del self._buf[: self._part_size]
+
+    def _send_part(self, body: bytes) -> None:
+        if self._upload_id is None:
+            self._upload_id = self._s3.create_multipart_upload(Bucket=self._bucket, Key=self._okey)["UploadId"]
+        number = len(self._parts) + 1
+        etag = self._s3.upload_part(Bucket=self._bucket, Key=self._okey, UploadId=self._upload_id,
+                                    PartNumber=number, Body=body)["ETag"]
+        self._parts.append({"PartNumber": number, "ETag": etag})
+
+    def _commit(self) -> None:
+        if self._upload_id is None:
+            self._s3.put_object(Bucket=self._bucket, Key=self._okey, Body=bytes(self._buf))
+        else:
+            if self._buf:
+                self._send_part(bytes(self._buf))
+            self._s3.complete_multipart_upload(Bucket=self._bucket, Key=self._okey, UploadId=self._upload_id,
+                                               MultipartUpload={"Parts": self._parts})
+        self._buf = bytearray()
+
+    def _discard(self) -> None:
+        self._buf = bytearray()
+        if self._upload_id is not None:
+            self._s3.abort_multipart_upload(Bucket=self._bucket, Key=self._okey, UploadId=self._upload_id)
+            self._upload_id = None
+
+    @property
+    def parts_sent(self) -> int:
+        return len(self._parts)
+
+
+class _S3Reader(io.RawIOBase):
+    """Streams an object's body; a connection that breaks mid-body resumes with a ranged GET."""
+
+    def __init__(self, store: "S3Store", key: str, max_resumes: int = 5):
+        from botocore.exceptions import ClientError
+
+        self._store, self._key, self._max_resumes = store, key, max_resumes
+        self._s3, self._bucket, self._okey = store._client, store.bucket, store._okey(key)
+        self._pos = 0
+        self._resumes = 0
+        try:
+            resp = self._s3.get_object(Bucket=self._bucket, Key=self._okey)
+        except ClientError as err:
+            if _is_not_found(err):
+                raise ObjectNotFound(f"no object at {store.url(key)}") from None
+            raise StoreError(f"reading {store.url(key)}: {err}") from err
+        self._etag = resp["ETag"]
+        self.length = resp["ContentLength"]
+        self._body = resp["Body"]
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        from botocore.exceptions import HTTPClientError, IncompleteReadError
+        from urllib3.exceptions import HTTPError as Urllib3Error
+
+        if self._pos >= self.length:
+            return 0
+        view = memoryview(buffer).cast("B")
+        while True:
+            try:
+                data = self._body.read(len(view))
+            except (HTTPClientError, IncompleteReadError, Urllib3Error, ConnectionError) as err:
+                self._reopen(err)
+                continue
+            if not data and self._pos < self.length:
+                self._reopen(StoreError("connection closed early"))
+                continue
+            n = len(data)
+            view[:n] = data
+            self._pos += n
+            return n
+
+    def _reopen(self, err: Exception) -> None:
+        self._resumes += 1
+        if self._resumes > self._max_resumes:
+            raise StoreError(f"reading {self._store.url(self._key)} failed at byte {self._pos} "
+                             f"after {self._max_resumes} resumes: {err}") from err
+        resp = self._s3.get_object(Bucket=self._bucket, Key=self._okey, Range=f"bytes={self._pos}-",
+                                   IfMatch=self._etag)
+        self._body = resp["Body"]
+
+    def close(self) -> None:
+        if not self.closed:
+            self._body.close()
+        super().close()
+
+
+class S3Store(Store):
+    def __init__(self, uri: str, *, endpoint_url: str | None = None, part_size: int = DEFAULT_PART_SIZE,
+                 max_attempts: int = 8, client=None):
+        if not uri.startswith("s3://"):
+            raise ValueError(f"not an s3:// URI: {uri!r}")
+        bucket, _, prefix = uri[len("s3://"):].partition("/")
+        if not bucket:
+            raise ValueError(f"s3 URI without a bucket: {uri!r}")
+        prefix = prefix.strip("/")
+        if prefix:
+            validate_object_key(prefix)
+        if part_size < MIN_PART_SIZE:
+            raise ValueError(f"part_size must be at least {MIN_PART_SIZE} bytes (S3's minimum), got {part_size}")
+        self.bucket, self.prefix, self.part_size = bucket, prefix, part_size
+        self.endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
+        self.uri = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+        self._max_attempts = max_attempts
+        self._client = client or _s3_client(self.endpoint_url, max_attempts)
+
+    def at(self, prefix: str) -> "S3Store":
+        return S3Store(f"s3://{self.bucket}/{self._okey(prefix)}", endpoint_url=self.endpoint_url,
+                       part_size=self.part_size, max_attempts=self._max_attempts, client=self._client)
+
+    def _okey(self, key: str) -> str:
+        return _join(self.prefix, validate_object_key(key))
+
+    def open_write(self, key: str) -> _S3Writer:
+        return _S3Writer(self, key)
+
+    def open_read(self, key: str) -> BinaryIO:
+        return io.BufferedReader(_S3Reader(self, key), buffer_size=READ_CHUNK)
+
+    def _head(self, key: str) -> dict | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self._client.head_object(Bucket=self.bucket, Key=self._okey(key))
+        except ClientError as err:
+            if _is_not_found(err):
+                return None
+            raise StoreError(f"head {self.url(key)}: {err}") from err
+
+    def exists(self, key: str) -> bool:
+        return self._head(key) is not None
+
+    def size(self, key: str) -> int:
+        head = self._head(key)
+        if head is None:
+            raise ObjectNotFound(f"no object at {self.url(key)}")
+        return head["ContentLength"]
+
+    def list(self, prefix: str = "") -> list[str]:
+        full = _join(self.prefix, validate_object_key(prefix.rstrip("/"))) if prefix else self.prefix
+        query = f"{full}/" if full else ""
+        keys: list[str] = []
+        for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=query):
+            for obj in page.get("Contents", ()):
+                rel = obj["Key"][len(self.prefix) + 1:] if self.prefix else obj["Key"]
+                keys.append(rel)
+        return sorted(keys)
+
+    def delete(self, key: str) -> None:
+        self._client.delete_object(Bucket=self.bucket, Key=self._okey(key))
+
+
+def open_store(uri: str | os.PathLike, *, endpoint_url: str | None = None, **s3_options) -> Store:
+    """``s3://bucket/prefix`` → :class:`S3Store`; a path or ``file://`` URI → :class:`LocalStore`."""
+    text = os.fspath(uri)
+    if text.startswith("s3://"):
+        return S3Store(text, endpoint_url=endpoint_url, **s3_options)
+    if text.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        return LocalStore(unquote(urlparse(text).path))
+    if "://" in text:
+        raise ValueError(f"unsupported store URI {text!r}: use a local path, file:// or s3://bucket/prefix")
+    return LocalStore(text)
+
+
+def iter_chunks(reader: BinaryIO, size: int = READ_CHUNK) -> Iterator[bytes]:
+    while chunk := reader.read(size):
+        yield chunk
