@@ -138,20 +138,6 @@ class TruthRow:
         )
 
 
-def read_truth(path: str | Path) -> list[TruthRow]:
-    """Read a ``truth.jsonl`` file (or the directory holding it)."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "truth.jsonl"
-    rows = []
-    with open(p, encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if line:
-                rows.append(TruthRow.from_json(json.loads(line)))
-    return rows
-
-
 # --------------------------------------------------------------------------
 # Sentence generator
 

@@ -63,7 +63,7 @@ def hours_by_domain_split(rows) -> dict[str, dict[str, float]]:
     hours: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for row in rows:
         hours[row["domain"]][row["split"]] += (row["end"] - row["start"]) / 3600.0
-    return {d: {s: round(h, 6) for s, h in sorted(by_split.items())} for d, by_split in sorted(hours.items())}
+    return {d: {s: round(h, 9) for s, h in sorted(by_split.items())} for d, by_split in sorted(hours.items())}
 
 
 class ReleaseWriter:
@@ -151,7 +151,7 @@ class ReleaseWriter:
                 "recordings": len({r["recording_id"] for r in self._rows}),
                 "shards": len(index_rows),
             },
-            "hours": {"kept": round(sum(r["end"] - r["start"] for r in kept) / 3600.0, 6),
+            "hours": {"kept": round(sum(r["end"] - r["start"] for r in kept) / 3600.0, 9),
                       "kept_by_domain_split": hours_by_domain_split(kept)},
             "files": files,
         }
@@ -257,7 +257,7 @@ def verify_release(store: Store, name: str) -> list[str]:
 
 def _verify_shard(rstore: Store, shard: dict, expected_keys: list[str]) -> list[str]:
     url = rstore.url(shard["url"])
-    keys, seconds = [], 0.0
+    keys, seconds, undecodable = [], 0.0, []
     try:
         size = rstore.size(shard["url"])
         if size != shard["bytes"]:
@@ -266,7 +266,13 @@ def _verify_shard(rstore: Store, shard: dict, expected_keys: list[str]) -> list[
             if set(group) != {"flac", "json"}:
                 return [f"{url}: sample {key!r} has members {sorted(group)}, expected flac and json"]
             meta = json.loads(group["json"])
-            audio, rate = decode_flac(group["flac"])
+            try:
+                audio, rate = decode_flac(group["flac"])
+            except (sf.LibsndfileError, RuntimeError) as err:
+                undecodable.append(f"{url}: sample {key!r} has FLAC that does not decode: {err}")
+                keys.append(key)
+                seconds += meta["duration"]
+                continue
             if meta.get("split") != shard["split"] or meta.get("domain") != shard["domain"]:
                 return [f"{url}: sample {key!r} is {meta.get('split')}/{meta.get('domain')}, "
                         f"the shard is {shard['split']}/{shard['domain']}"]
@@ -277,8 +283,10 @@ def _verify_shard(rstore: Store, shard: dict, expected_keys: list[str]) -> list[
     except ObjectNotFound:
         return [f"{url} is missing"]
     except ShardError as err:
-        return [str(err)]
-    problems = []
+        return [str(err), *undecodable]
+    except (json.JSONDecodeError, KeyError) as err:
+        return [f"{url}: sample metadata is unreadable: {err!r}"]
+    problems = list(undecodable)
     if len(keys) != shard["samples"]:
         problems.append(f"{url}: {len(keys)} samples, the index says {shard['samples']}")
     if abs(seconds - shard["seconds"]) > 1e-3:

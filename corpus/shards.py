@@ -263,5 +263,8 @@ def iter_shard(store: Store, url: str, *, sha256: str | None = None) -> Iterator
     for key, group in iter_shard_raw(store, url, sha256=sha256):
         if "flac" not in group or "json" not in group:
             raise ShardError(f"shard {store.url(url)}: sample {key!r} lacks .flac or .json (has {sorted(group)})")
-        audio, rate = decode_flac(group["flac"])
+        try:
+            audio, rate = decode_flac(group["flac"])
+        except (sf.LibsndfileError, RuntimeError) as err:
+            raise ShardError(f"shard {store.url(url)}: sample {key!r} has FLAC that does not decode: {err}") from err
         yield Sample(key=key, audio=audio, sample_rate=rate, meta=json.loads(group["json"]), shard=url)

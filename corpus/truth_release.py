@@ -21,9 +21,13 @@ from corpus.store import Store
 PAD_SECONDS = 0.15
 
 
-def read_truth(path: Path) -> list[dict]:
+def read_truth(path: str | Path) -> list[dict]:
+    """Utterances of a truth JSONL file (or the folder holding ``truth.jsonl``), checked."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "truth.jsonl"
     rows = []
-    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         row = json.loads(line)

@@ -16,6 +16,7 @@ import pytest
 import soundfile as sf
 
 from corpus import gen_audio
+from corpus.truth_release import read_truth
 from corpus.gen_audio import DOMAINS, VOICES, TruthRow, generate
 
 pytestmark = pytest.mark.skipif(
@@ -80,7 +81,7 @@ def test_truth_jsonl_matches_return_value(run_a):
         assert list(obj) == KEYS
         assert obj == row.to_json()
         assert TruthRow.from_json(obj) == row
-    assert gen_audio.read_truth(d) == rows
+    assert [gen_audio.TruthRow.from_json(r) for r in read_truth(d)] == rows
     assert rows == sorted(rows, key=lambda r: (r.file, r.start))
 
 
@@ -349,7 +350,7 @@ def test_cli(tmp_path, capsys):
     assert args.func(args) == 0
     printed = capsys.readouterr().out
     assert "phone" in printed and "street" in printed and "sentences" in printed
-    rows = gen_audio.read_truth(out / "truth.jsonl")
+    rows = [gen_audio.TruthRow.from_json(r) for r in read_truth(out / "truth.jsonl")]
     assert {r.domain for r in rows} == {"phone", "street"}
     with pytest.raises(SystemExit):
         parser.parse_args(["gen-audio", str(out), "--seed", "4"])  # --minutes is required
