@@ -54,15 +54,24 @@ def shard_url(split: str, domain: str, number: int) -> str:
     return f"shards/{split}/{domain}/{split}-{domain}-{number:06d}.tar"
 
 
+# A GNU tar header for a regular file, laid out here rather than by tarfile so the bytes do
+# not change with the Python version: name, mode 0644, uid/gid 0, size, mtime 0, checksum,
+# type '0', no link, GNU magic, empty owner names, device 0/0, empty prefix.
+_HEAD_AFTER_NAME = b"0000644\0" + b"0000000\0" + b"0000000\0"
+_MTIME = b"%011o\0" % FIXED_MTIME
+_HEAD_TAIL = b"0" + b"\0" * 100 + b"ustar  \0" + b"\0" * 64 + b"0000000\0" * 2 + b"\0" * 167
+_CHECKSUM_CONSTANT = sum(_HEAD_AFTER_NAME) + sum(_MTIME) + 8 * ord(" ") + sum(_HEAD_TAIL)
+
+
 def _member_header(name: str, size: int) -> bytes:
-    info = tarfile.TarInfo(name)
-    info.size = size
-    info.mtime = FIXED_MTIME
-    info.mode = 0o644
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    info.type = tarfile.REGTYPE
-    return info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
+    raw = name.encode("utf-8")
+    if len(raw) > 100 or size >= 8**11:  # long names / >8 GiB members: tarfile's GNU extensions
+        info = tarfile.TarInfo(name)
+        info.size, info.mtime, info.mode, info.uname, info.gname = size, FIXED_MTIME, 0o644, "", ""
+        return info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
+    size_field = b"%011o\0" % size
+    checksum = sum(raw) + sum(size_field) + _CHECKSUM_CONSTANT
+    return b"".join((raw.ljust(100, b"\0"), _HEAD_AFTER_NAME, size_field, _MTIME, b"%06o\0 " % checksum, _HEAD_TAIL))
 
 
 def _final_size(content_bytes: int) -> int:

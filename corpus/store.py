@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import queue
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,12 +65,50 @@ def _join(prefix: str, key: str) -> str:
     return f"{prefix}/{key}" if prefix else key
 
 
+class _BackgroundSha256:
+    """sha256 computed on a helper thread once data gets large, overlapping the writes.
+
+    hashlib releases the GIL on large buffers, so on a second core hashing costs no wall time.
+    Updates stay in order: once the thread starts, every update goes through its queue.
+    """
+
+    THREAD_AFTER = 1 << 20
+
+    def __init__(self):
+        self._sha = hashlib.sha256()
+        self._seen = 0
+        self._queue: queue.Queue | None = None
+        self._thread: threading.Thread | None = None
+
+    def update(self, data) -> None:
+        self._seen += len(data)
+        if self._queue is None and self._seen < self.THREAD_AFTER:
+            self._sha.update(data)
+            return
+        if self._queue is None:
+            self._queue = queue.Queue(maxsize=64)
+            self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)
+            self._thread.start()
+        self._queue.put(data if isinstance(data, bytes) else bytes(data))
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            self._sha.update(data)
+
+    def hexdigest(self) -> str:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = self._queue = None
+        return self._sha.hexdigest()
+
+
 class _HashingWriter(io.RawIOBase):
     """Base of the store writers: counts and hashes every byte, commits on clean close."""
 
     def __init__(self, store: "Store", key: str):
         self._store, self.key = store, key
-        self._sha = hashlib.sha256()
+        self._sha = _BackgroundSha256()
         self._bytes = 0
         self.result: Written | None = None
         self._failed = False
@@ -78,7 +118,7 @@ class _HashingWriter(io.RawIOBase):
 
     def write(self, data) -> int:
         view = memoryview(data).cast("B")
-        self._sha.update(view)
+        self._sha.update(data if isinstance(data, bytes) else view)
         self._bytes += len(view)
         self._write(view)
         return len(view)
@@ -99,6 +139,7 @@ class _HashingWriter(io.RawIOBase):
             try:
                 self._discard()
             finally:
+                self._sha.hexdigest()  # stops the hashing thread
                 super().close()
 
     def close(self) -> None:
@@ -189,10 +230,11 @@ class _LocalWriter(_HashingWriter):
         self._final = store._path(key)
         self._final.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = self._final.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex}-{self._final.name}")
-        self._fh = open(self._tmp, "wb", buffering=READ_CHUNK)
+        self._fh = open(self._tmp, "wb", buffering=0)  # callers write large records; no extra copy
 
     def _write(self, view: memoryview) -> None:
-        self._fh.write(view)
+        while view:  # an unbuffered write may take only part of the bytes
+            view = view[self._fh.write(view):]
 
     def _commit(self) -> None:
         self._fh.close()
