@@ -73,8 +73,11 @@ class _BackgroundSha256:
     """
 
     THREAD_AFTER = 1 << 20
+    BATCH = 4 << 20
 
     def __init__(self):
+        self._batch: list[bytes] = []
+        self._batch_bytes = 0
         self._sha = hashlib.sha256()
         self._seen = 0
         self._queue: queue.Queue | None = None
@@ -86,17 +89,24 @@ class _BackgroundSha256:
             self._sha.update(data)
             return
         if self._queue is None:
-            self._queue = queue.Queue(maxsize=64)
+            self._queue = queue.Queue(maxsize=16)
             self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)
             self._thread.start()
-        self._queue.put(data if isinstance(data, bytes) else bytes(data))
+        self._batch.append(data if isinstance(data, bytes) else bytes(data))
+        self._batch_bytes += len(data)
+        if self._batch_bytes >= self.BATCH:  # few hand-offs: each costs a GIL round trip
+            self._queue.put(self._batch)
+            self._batch, self._batch_bytes = [], 0
 
     def _run(self) -> None:
-        while (data := self._queue.get()) is not None:
-            self._sha.update(data)
+        while (batch := self._queue.get()) is not None:
+            self._sha.update(b"".join(batch))  # one GIL release for the whole batch
 
     def hexdigest(self) -> str:
         if self._thread is not None:
+            if self._batch:
+                self._queue.put(self._batch)
+                self._batch, self._batch_bytes = [], 0
             self._queue.put(None)
             self._thread.join()
             self._thread = self._queue = None
