@@ -53,15 +53,21 @@ def _cmd_release_truth(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from corpus import gen_audio
+def _plugin_commands():
+    """``add_cli(subparsers)`` functions registered under the ``stt_corpus.commands`` entry points."""
+    from importlib.metadata import entry_points
 
+    return sorted(entry_points(group="stt_corpus.commands"), key=lambda ep: ep.name)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stt-corpus", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    gen_audio.add_cli(sub)
+    for command in _plugin_commands():
+        command.load()(sub)
 
     verify = sub.add_parser(
         "verify", help="re-read a release and check every count and checksum",

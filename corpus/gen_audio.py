@@ -45,6 +45,8 @@ from typing import Sequence
 import numpy as np
 import soundfile as sf
 
+from corpus.text import number_to_words, year_words
+
 __all__ = [
     "DOMAINS",
     "VOICES",
@@ -52,7 +54,6 @@ __all__ = [
     "generate",
     "make_sentence",
     "number_to_words",
-    "read_truth",
     "add_cli",
 ]
 
@@ -219,56 +220,6 @@ _CITIES = (
 )
 _UNITS = ("dollars", "pounds", "euros")
 
-_ONES = (
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
-    "nine", "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen",
-    "sixteen", "seventeen", "eighteen", "nineteen",
-)
-_TENS = (
-    "", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy",
-    "eighty", "ninety",
-)
-
-
-def number_to_words(n: int) -> str:
-    """Spell a number 0..999999 as plain English words, without hyphens.
-
-    >>> number_to_words(342)
-    'three hundred and forty two'
-    """
-    n = int(n)
-    if n < 0 or n > 999_999:
-        raise ValueError(f"number out of range: {n}")
-    if n < 20:
-        return _ONES[n]
-    if n < 100:
-        tens, ones = divmod(n, 10)
-        return _TENS[tens] + ("" if ones == 0 else " " + _ONES[ones])
-    if n < 1000:
-        hundreds, rest = divmod(n, 100)
-        words = _ONES[hundreds] + " hundred"
-        return words if rest == 0 else words + " and " + number_to_words(rest)
-    thousands, rest = divmod(n, 1000)
-    words = number_to_words(thousands) + " thousand"
-    if rest == 0:
-        return words
-    if rest < 100:
-        return words + " and " + number_to_words(rest)
-    return words + " " + number_to_words(rest)
-
-
-def _year_words(year: int) -> str:
-    """1900..2029 the way years are usually read: 'nineteen eighty four'."""
-    if 2000 <= year < 2010:
-        return "two thousand" + ("" if year == 2000 else " and " + _ONES[year - 2000])
-    hi, lo = divmod(year, 100)
-    if lo == 0:
-        return number_to_words(hi) + " hundred"
-    if lo < 10:
-        return number_to_words(hi) + " oh " + _ONES[lo]
-    return number_to_words(hi) + " " + number_to_words(lo)
-
-
 def _count(rng: random.Random) -> int:
     r = rng.random()
     if r < 0.6:
@@ -327,7 +278,7 @@ def _sentence_words(rng: random.Random) -> str:
         return (f"{_subject(rng)} paid {number_to_words(_count(rng))} "
                 f"{rng.choice(_UNITS)} for {_object(rng)}")
     if t == 7:
-        return (f"in {_year_words(rng.randint(1900, 2029))} {_subject(rng)} "
+        return (f"in {year_words(rng.randint(1900, 2029))} {_subject(rng)} "
                 f"{rng.choice(_VERBS_T)} {_object(rng)} {rng.choice(_PLACES)}")
     if t == 8:
         return (f"{_subject(rng)} and {_subject(rng)} {rng.choice(_VERBS_I)} "

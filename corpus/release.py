@@ -125,8 +125,11 @@ class ReleaseWriter:
     def abort(self) -> None:
         self._shards.abort()
 
-    def commit(self) -> dict:
-        """Write index, manifest, config, then RELEASE.json; return what RELEASE.json says."""
+    def commit(self, extra_files: dict[str, bytes] | None = None) -> dict:
+        """Write index, manifest, config and ``extra_files``, then RELEASE.json; return what it says.
+
+        Extra files (quarantine table, build summary …) are checksummed in RELEASE.json like the rest.
+        """
         kept = [r for r in self._rows if r["decision"] == "keep"]
         if not kept:
             self._shards.abort()
@@ -137,7 +140,10 @@ class ReleaseWriter:
         files = {}
         for key, data in ((INDEX_FILE, _parquet_bytes(table_from_rows(index_rows, SHARD_INDEX))),
                           (MANIFEST_FILE, _parquet_bytes(manifest)),
-                          (CONFIG_FILE, yaml.safe_dump(self.config, sort_keys=True).encode())):
+                          (CONFIG_FILE, yaml.safe_dump(self.config, sort_keys=True).encode()),
+                          *sorted((extra_files or {}).items())):
+            if key in (COMMIT_FILE,) or key.startswith("shards/"):
+                raise ValueError(f"extra file {key!r} would replace a release's own object")
             written = self.store.put_bytes(key, data)
             files[key] = {"sha256": written.sha256, "bytes": written.bytes}
         info = {

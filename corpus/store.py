@@ -171,6 +171,15 @@ class _HashingWriter(io.RawIOBase):
         return False
 
 
+@dataclass(frozen=True)
+class ObjectInfo:
+    """A listed object: its key, size and version (mtime in ns locally, the ETag on S3)."""
+
+    key: str
+    size: int
+    version: str
+
+
 class Store:
     """Interface shared by :class:`LocalStore` and :class:`S3Store`. Keys are relative."""
 
@@ -197,9 +206,13 @@ class Store:
     def size(self, key: str) -> int:
         raise NotImplementedError
 
-    def list(self, prefix: str = "") -> list[str]:
-        """Keys under ``prefix`` (a folder-like prefix; '' for all), sorted."""
+    def list_info(self, prefix: str = "") -> list[ObjectInfo]:
+        """Objects under ``prefix`` (a folder-like prefix; '' for all), sorted by key."""
         raise NotImplementedError
+
+    def list(self, prefix: str = "") -> list[str]:
+        """Keys under ``prefix``, sorted."""
+        return [info.key for info in self.list_info(prefix)]
 
     def delete(self, key: str) -> None:
         raise NotImplementedError
@@ -284,17 +297,19 @@ class LocalStore(Store):
         except FileNotFoundError:
             raise ObjectNotFound(f"no object at {self.url(key)}") from None
 
-    def list(self, prefix: str = "") -> list[str]:
+    def list_info(self, prefix: str = "") -> list[ObjectInfo]:
         base = self._path(prefix) if prefix else self.root
         if not base.is_dir():
             return []
-        keys = []
+        infos = []
         for dirpath, dirnames, filenames in os.walk(base):
             dirnames[:] = [d for d in dirnames if not d.startswith(TMP_PREFIX)]
             for name in filenames:
                 if not name.startswith(TMP_PREFIX):
-                    keys.append(Path(dirpath, name).relative_to(self.root).as_posix())
-        return sorted(keys)
+                    path = Path(dirpath, name)
+                    st = path.stat()
+                    infos.append(ObjectInfo(path.relative_to(self.root).as_posix(), st.st_size, str(st.st_mtime_ns)))
+        return sorted(infos, key=lambda info: info.key)
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
@@ -479,15 +494,15 @@ class S3Store(Store):
             raise ObjectNotFound(f"no object at {self.url(key)}")
         return head["ContentLength"]
 
-    def list(self, prefix: str = "") -> list[str]:
+    def list_info(self, prefix: str = "") -> list[ObjectInfo]:
         full = _join(self.prefix, validate_object_key(prefix.rstrip("/"))) if prefix else self.prefix
         query = f"{full}/" if full else ""
-        keys: list[str] = []
+        infos: list[ObjectInfo] = []
         for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=query):
             for obj in page.get("Contents", ()):
                 rel = obj["Key"][len(self.prefix) + 1:] if self.prefix else obj["Key"]
-                keys.append(rel)
-        return sorted(keys)
+                infos.append(ObjectInfo(rel, obj["Size"], obj["ETag"].strip('"')))
+        return sorted(infos, key=lambda info: info.key)
 
     def delete(self, key: str) -> None:
         self._client.delete_object(Bucket=self.bucket, Key=self._okey(key))

@@ -321,7 +321,7 @@ def test_sentence_generator():
 
 
 def test_number_to_words():
-    n2w = gen_audio.number_to_words
+    from corpus.text import number_to_words as n2w
     assert n2w(0) == "zero"
     assert n2w(14) == "fourteen"
     assert n2w(40) == "forty"

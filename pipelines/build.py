@@ -1,0 +1,384 @@
+"""The corpus build, as a Ray job: raw audio → ingest → segment → label → filter → shards → release.
+
+Stages and where they run:
+
+1. **ingest** (Ray Data ``map``, tasks): read, decode, probe, hash each new file, or quarantine
+   it; one row per file into ``work/ingest/<file_key>.parquet``. The driver then drops exact
+   duplicates (same PCM hash) with a reason.
+2. **segment** (Ray Data actor pool, CPU): decode again, Silero VAD, pack into 2-30 s segments.
+3. **label** (Ray Data actor pool, one faster-whisper model per actor, GPU if present): batched
+   decoding of each recording's segments; one part per recording into
+   ``work/labels/<label_key>/<recording_id>.parquet``. Segment and label are separate pools with
+   their own concurrency, so the model never waits on decoding.
+4. **filter** (driver, pure rules) and split assignment by recording.
+5. **shard** (Ray tasks cut and FLAC-encode kept segments per recording; the driver writes them
+   in segment-id order through the release writer) and commit.
+
+Resumable: a work part is written atomically and is the partition's completion marker (a
+separate ``_SUCCESS`` object would add nothing to an atomic write). A rerun skips every file and
+recording whose part exists; a build over the same sources plus new files processes only the
+new ones. ``label_key`` names the model, decode and segmentation parameters, so changing them
+relabels.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections import Counter, defaultdict
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from corpus.release import ReleaseWriter, hours_by_domain_split
+from corpus.schema import SAMPLE_RATE, segment_id
+from corpus.shards import encode_flac
+from corpus.splits import assign_split
+from corpus.store import Store, open_store
+from pipelines.config import BuildConfig
+from pipelines.filter import decide
+from pipelines.ingest import Ingest, decode_file, drop_exact_duplicates
+from pipelines.segment import pack_segments
+from pipelines.sources import list_sources
+
+log = logging.getLogger(__name__)
+
+INGEST_DIR = "work/ingest"
+LABELS_DIR = "work/labels"
+
+
+# --------------------------------------------------------------------------- work parts
+
+
+def _write_part(store: Store, key: str, rows: list[dict]) -> None:
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows), buf, compression="zstd")
+    store.put_bytes(key, buf.getvalue())
+
+
+def _read_part(store: Store, key: str) -> list[dict]:
+    return pq.read_table(io.BytesIO(store.get_bytes(key))).to_pylist()
+
+
+def _done_keys(store: Store, prefix: str) -> set[str]:
+    return {k.rsplit("/", 1)[-1].removesuffix(".parquet") for k in store.list(prefix) if k.endswith(".parquet")}
+
+
+# --------------------------------------------------------------------------- Ray stages
+
+
+@dataclass
+class SegmentStage:
+    """Ray Data actor: a recording row → the same row plus its segments and their audio."""
+
+    segment: dict
+    endpoint_url: str | None = None
+
+    def __call__(self, row: dict) -> dict:
+        from pipelines.asr import speech_timestamps
+
+        audio = decode_file(row, self.endpoint_url)
+        s = self.segment
+        speech = speech_timestamps(audio.pcm, threshold=s["vad_threshold"])
+        segments = pack_segments(speech, audio.duration, min_seconds=s["min_seconds"], max_seconds=s["max_seconds"],
+                                 max_gap=s["max_gap"], pad=s["pad"])
+        pieces = [audio.pcm[round(a * SAMPLE_RATE):round(b * SAMPLE_RATE)] for a, b in segments]
+        clips_audio = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
+        return {**row, "segments": json.dumps(segments), "clips_pcm": clips_audio.astype(np.float32).tobytes()}
+
+
+class LabelStage:
+    """Ray Data actor: holds one faster-whisper model; labels every segment of a recording."""
+
+    def __init__(self, model: dict):
+        from pipelines.asr import WhisperLabeler
+
+        self.labeler = WhisperLabeler(**model)
+
+    def __call__(self, row: dict) -> dict:
+        segments = [tuple(s) for s in json.loads(row.pop("segments"))]
+        pcm = np.frombuffer(row.pop("clips_pcm"), dtype=np.float32)
+        # the clips were concatenated in order: give the labeler their positions in that array
+        clips, offset = [], 0.0
+        for start, end in segments:
+            clips.append((offset, offset + (end - start)))
+            offset += end - start
+        labels = self.labeler.label(pcm, clips, language=row.get("language"))
+        out = []
+        for (start, end), (c_start, _), label in zip(segments, clips, labels):
+            shift = start - c_start
+            words = [{**w, "start": round(w["start"] + shift, 3), "end": round(w["end"] + shift, 3)}
+                     for w in label.pop("words")]
+            out.append({"start": start, "end": end, **label, "words": words})
+        return {**row, "labels": json.dumps(out)}
+
+
+def _cut_and_encode(file: dict, segments: list[tuple[str, float, float]], endpoint_url: str | None) -> list[bytes]:
+    """Ray task: decode one recording and FLAC-encode the given (segment_id, start, end) pieces."""
+    audio = decode_file(file, endpoint_url)
+    return [encode_flac(audio.pcm[round(a * SAMPLE_RATE):round(b * SAMPLE_RATE)]) for _, a, b in segments]
+
+
+# --------------------------------------------------------------------------- the build
+
+
+@dataclass
+class BuildStats:
+    files: int = 0
+    ignored_files: int = 0
+    ingested_now: int = 0
+    recordings: int = 0
+    recordings_labelled_now: int = 0
+    segments_labelled_now: int = 0
+    label_seconds: float = 0.0
+    audio_seconds_labelled_now: float = 0.0
+    wall_seconds: float = 0.0
+    stage_seconds: dict = field(default_factory=dict)
+
+
+@contextmanager
+def ray_session(config: BuildConfig):
+    """``ray.init()`` a local cluster (or join ``ray_address``); SIGTERM shuts it down cleanly."""
+    import ray
+
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    started = not ray.is_initialized()
+    if started:
+        address = config.ray_address or os.environ.get("RAY_ADDRESS")
+        local = {} if address else {"num_cpus": config.resources.num_cpus, "_node_ip_address": "127.0.0.1"}
+        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, **local)
+    for name in ("ray.data", "ray.data._internal"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.verbose_progress = False
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def _terminate(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield ray
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if started:
+            ray.shutdown()
+
+
+def _ingest(ray, files, store: Store, config: BuildConfig, stats: BuildStats, progress: bool) -> list[dict]:
+    done = _done_keys(store, INGEST_DIR)
+    todo = [f.to_dict() for f in files if f.file_key not in done]
+    stats.ingested_now = len(todo)
+    if todo:
+        stage = Ingest(endpoint_url=config.endpoint_url, **config.ingest.model_dump())
+        ds = ray.data.from_items(todo, override_num_blocks=min(len(todo), 64))
+        ds = ds.map(stage, compute=ray.data.TaskPoolStrategy(size=config.resources.decode_workers), num_cpus=1)
+        with tqdm(total=len(todo), desc="ingest", unit="file", disable=not progress) as bar:
+            for row in ds.iter_rows():
+                _write_part(store, f"{INGEST_DIR}/{row['file_key']}.parquet", [row])
+                bar.update()
+    return [_read_part(store, f"{INGEST_DIR}/{f.file_key}.parquet")[0] for f in files]
+
+
+def _label(ray, recordings: list[dict], store: Store, config: BuildConfig, stats: BuildStats,
+           progress: bool) -> dict[str, list[dict]]:
+    labels_dir = f"{LABELS_DIR}/{config.label_key()}"
+    done = _done_keys(store, labels_dir)
+    todo = [r for r in recordings if r["recording_id"] not in done]
+    stats.recordings_labelled_now = len(todo)
+    if todo:
+        res = config.resources
+        model = config.model.model_dump()
+        model["model"] = model.pop("name")
+        if model["device"] == "auto":
+            from pipelines.asr import cuda_available
+
+            model["device"] = "cuda" if cuda_available() else "cpu"
+        gpus = res.gpus_per_label_actor if model["device"] == "cuda" else 0
+        if not model["cpu_threads"]:
+            model["cpu_threads"] = max(1, int(res.cpus_per_label_actor))
+        ds = ray.data.from_items(todo, override_num_blocks=min(len(todo), 256))
+        ds = ds.map(SegmentStage, fn_constructor_kwargs={"segment": config.segment.model_dump(),
+                                                         "endpoint_url": config.endpoint_url},
+                    compute=ray.data.ActorPoolStrategy(size=res.decode_workers), num_cpus=1)
+        ds = ds.map(LabelStage, fn_constructor_kwargs={"model": model},
+                    compute=ray.data.ActorPoolStrategy(size=res.label_actors),
+                    num_cpus=res.cpus_per_label_actor, num_gpus=gpus)
+        start = time.perf_counter()
+        seconds = sum(r["duration"] for r in todo)
+        with tqdm(total=round(seconds), desc="label", unit="audio-s", disable=not progress) as bar:
+            for row in ds.iter_rows():
+                rec = row["recording_id"]
+                segs = json.loads(row["labels"])
+                rows = [{"segment_id": segment_id(rec, s["start"], s["end"]), "recording_id": rec, **s} for s in segs]
+                _write_part(store, f"{labels_dir}/{rec}.parquet", rows or [{"segment_id": None, "recording_id": rec}])
+                stats.segments_labelled_now += len(rows)
+                stats.audio_seconds_labelled_now += row["duration"]
+                bar.update(round(row["duration"]))
+        stats.label_seconds = time.perf_counter() - start
+    out = {}
+    for r in recordings:
+        rows = _read_part(store, f"{labels_dir}/{r['recording_id']}.parquet")
+        out[r["recording_id"]] = [x for x in rows if x.get("segment_id")]
+    return out
+
+
+def _manifest_rows(recordings: list[dict], labels: dict[str, list[dict]], config: BuildConfig) -> list[dict]:
+    rows = []
+    for rec in recordings:
+        split = assign_split(rec["recording_id"], config.splits)
+        for lab in labels[rec["recording_id"]]:
+            decision, reasons = decide(lab, config.filter)
+            rows.append({"segment_id": lab["segment_id"], "recording_id": rec["recording_id"], "source_uri": rec["uri"],
+                         "domain": rec["domain"], "split": split, "start": lab["start"], "end": lab["end"],
+                         "text": lab["text"], "avg_logprob": lab["avg_logprob"], "no_speech_prob": lab["no_speech_prob"],
+                         "compression_ratio": lab["compression_ratio"], "decision": decision, "reasons": reasons,
+                         "_label": lab})
+    return rows
+
+
+def _shard_and_commit(ray, recordings, rows, quarantine, store, config, summary, progress) -> dict:
+    by_rec: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        by_rec[row["recording_id"]].append(row)
+    recs = {r["recording_id"]: r for r in recordings}
+    order = sorted(by_rec)
+    cut = ray.remote(num_cpus=1)(_cut_and_encode)
+    window = max(2, int(ray.cluster_resources().get("CPU", 2)) * 2)
+    pending: dict[str, object] = {}
+
+    def submit(i):
+        if i < len(order):
+            rid = order[i]
+            kept = [(r["segment_id"], r["start"], r["end"]) for r in sorted(by_rec[rid], key=lambda r: r["segment_id"])
+                    if r["decision"] == "keep"]
+            pending[rid] = cut.remote(recs[rid], kept, config.endpoint_url) if kept else None
+
+    writer = ReleaseWriter(store, config.release, config=config.resolved(), max_shard_bytes=config.shards.max_bytes,
+                           max_shard_samples=config.shards.max_samples)
+    with writer, tqdm(total=len(order), desc="shard", unit="rec", disable=not progress) as bar:
+        for i in range(min(window, len(order))):
+            submit(i)
+        for i, rid in enumerate(order):
+            ref = pending.pop(rid)
+            flacs = iter(ray.get(ref)) if ref is not None else iter(())
+            submit(i + window)
+            for row in sorted(by_rec[rid], key=lambda r: r["segment_id"]):
+                label = row.pop("_label")
+                extra = {k: label[k] for k in ("language", "language_probability", "temperature", "words", "model_id",
+                                               "decode_params")}
+                extra.update(licence=recs[rid]["licence"])
+                if row["decision"] == "keep":
+                    writer.add(row, flac=next(flacs), extra=extra)
+                else:
+                    writer.add(row)
+            bar.update()
+        tables = {"quarantine.parquet": quarantine, "recordings.parquet": recordings}
+        files = {name: _table_bytes(data) for name, data in tables.items()}
+        files["build_summary.json"] = json.dumps(summary, indent=2, sort_keys=True).encode()
+        return writer.commit(extra_files=files)
+
+
+def _table_bytes(rows: list[dict]) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows) if rows else pa.table({"uri": pa.array([], pa.string())}), buf,
+                   compression="zstd")
+    return buf.getvalue()
+
+
+def run_build(config: BuildConfig, *, progress: bool = True) -> dict:
+    """Run the whole build; returns the summary (also saved as the release's build_summary.json)."""
+    t0 = time.perf_counter()
+    stats = BuildStats()
+    store = open_store(config.store, endpoint_url=config.endpoint_url)
+    files, ignored = list_sources(config.sources, endpoint_url=config.endpoint_url)
+    stats.files, stats.ignored_files = len(files), len(ignored)
+    for uri in ignored:
+        log.info("ignoring %s: not an audio file extension", uri)
+    if not files:
+        raise ValueError(f"no audio files under the sources: {[s.uri for s in config.sources]}")
+    with ray_session(config) as ray:
+        t = time.perf_counter()
+        ingested = drop_exact_duplicates(_ingest(ray, files, store, config, stats, progress))
+        stats.stage_seconds["ingest"] = round(time.perf_counter() - t, 3)
+        recordings = [r for r in ingested if r["status"] == "ok"]
+        quarantine = [r for r in ingested if r["status"] != "ok"]
+        stats.recordings = len(recordings)
+        t = time.perf_counter()
+        labels = _label(ray, recordings, store, config, stats, progress)
+        stats.stage_seconds["segment+label"] = round(time.perf_counter() - t, 3)
+        rows = _manifest_rows(recordings, labels, config)
+        summary = make_summary(files, recordings, quarantine, rows, stats)
+        t = time.perf_counter()
+        info = _shard_and_commit(ray, recordings, rows, quarantine, store, config, summary, progress)
+        stats.stage_seconds["shard+commit"] = round(time.perf_counter() - t, 3)
+    stats.wall_seconds = time.perf_counter() - t0
+    summary = make_summary(files, recordings, quarantine, rows, stats)
+    summary["release"] = {"name": info["name"], "store": store.uri, "counts": info["counts"]}
+    return summary
+
+
+def make_summary(files, recordings, quarantine, rows, stats: BuildStats) -> dict:
+    domains = sorted({f.domain for f in files})
+    per_domain = {}
+    for d in domains:
+        kept = [r for r in rows if r["domain"] == d and r["decision"] == "keep"]
+        per_domain[d] = {
+            "files": sum(f.domain == d for f in files),
+            "quarantined": sum(q["domain"] == d for q in quarantine),
+            "hours_in": round(sum(r["duration"] for r in recordings if r["domain"] == d) / 3600, 6),
+            "segments": sum(r["domain"] == d for r in rows),
+            "kept": len(kept),
+            "hours_kept": round(sum(r["end"] - r["start"] for r in kept) / 3600, 6),
+        }
+    rejects = Counter(reason for r in rows for reason in r["reasons"])
+    return {
+        "domains": per_domain,
+        "rejects_by_reason": dict(sorted(rejects.items())),
+        "rejected_segments": sum(r["decision"] == "reject" for r in rows),
+        "quarantine_by_reason": dict(sorted(Counter(q["reason"] for q in quarantine).items())),
+        "hours_kept_by_domain_split": hours_by_domain_split([r for r in rows if r["decision"] == "keep"]),
+        "files": stats.files, "ignored_files": stats.ignored_files, "ingested_now": stats.ingested_now,
+        "recordings": stats.recordings, "recordings_labelled_now": stats.recordings_labelled_now,
+        "segments_labelled_now": stats.segments_labelled_now,
+        "label_throughput_audio_s_per_s": round(stats.audio_seconds_labelled_now / stats.label_seconds, 3)
+        if stats.label_seconds else None,
+        "stage_seconds": stats.stage_seconds,
+        "wall_seconds": round(stats.wall_seconds, 3),
+    }
+
+
+def format_summary(summary: dict) -> str:
+    lines = [f"{'domain':<14}{'files':>7}{'quarant.':>10}{'hours in':>10}{'segments':>10}{'kept':>7}{'hours kept':>12}"]
+    for d, s in summary["domains"].items():
+        lines.append(f"{d:<14}{s['files']:>7}{s['quarantined']:>10}{s['hours_in']:>10.3f}{s['segments']:>10}"
+                     f"{s['kept']:>7}{s['hours_kept']:>12.3f}")
+    lines.append("rejected segments by reason: " + (", ".join(f"{k} {v}" for k, v in summary["rejects_by_reason"].items())
+                                                  or "none"))
+    lines.append("quarantined files by reason: " + (", ".join(f"{k} {v}" for k, v in summary["quarantine_by_reason"].items())
+                                                  or "none"))
+    tp = summary["label_throughput_audio_s_per_s"]
+    lines.append(f"labelled now: {summary['recordings_labelled_now']} recordings, {summary['segments_labelled_now']} segments"
+                 + (f", {tp:.2f} audio-s per wall-s" if tp else " (all reused from earlier runs)"))
+    lines.append(f"wall time: {summary['wall_seconds']:.1f} s  (stages: "
+                 + ", ".join(f"{k} {v:.1f} s" for k, v in summary["stage_seconds"].items()) + ")")
+    if "release" in summary:
+        r = summary["release"]
+        lines.append(f"release {r['name']} at {r['store']}: {r['counts']['kept']} kept of {r['counts']['segments']} "
+                     f"segments in {r['counts']['shards']} shards")
+    return "\n".join(lines)
+
+
+def main_build(config: BuildConfig) -> int:
+    summary = run_build(config, progress=sys.stderr.isatty() or True)
+    print(format_summary(summary))
+    return 0

@@ -1,0 +1,62 @@
+"""``stt-corpus build``: registered through the ``stt_corpus.commands`` entry point."""
+from __future__ import annotations
+
+import argparse
+
+DESCRIPTION = """\
+Build a corpus release from raw audio, as a Ray job:
+
+  ingest   list audio under each source (local folder or s3:// prefix), decode to 16 kHz mono,
+           hash it, drop exact duplicates; bad files become quarantine rows with a reason
+  segment  Silero VAD, speech packed into 2-30 s segments
+  label    faster-whisper in a Ray actor pool (CUDA float16 if a GPU is present, else CPU int8)
+  filter   rules with reason codes (avg_logprob, no_speech_prob, compression ratio, chars/s,
+           repetition, duration); rejected segments stay in the manifest
+  shard    WebDataset shards per (split, domain), then the release is committed
+
+Work is saved per file and per recording under <store>/work/, so a rerun after a crash skips
+what is done, and a build over the same sources plus new files only processes the new ones.
+Flags override the config file; a config is needed unless --source and --release are given.
+
+Example config (build.yaml):
+  release: v1
+  store: s3://corpus-bucket/stt
+  sources:
+    - {uri: s3://raw-audio/calls, domain: phone, language: en, licence: CC-BY-4.0}
+    - {uri: ./raw/audiobooks, domain: audiobook}
+  model: {name: tiny.en, device: auto, batch_size: 8}
+  filter: {min_avg_logprob: -1.0, max_no_speech_prob: 0.6, max_compression_ratio: 2.4}
+  resources: {decode_workers: 1, label_actors: 1}
+"""
+
+
+def _run(args) -> int:
+    from pipelines.build import format_summary, run_build
+    from pipelines.config import ConfigError, load_config, parse_source_flags
+
+    if args.config is None and not (args.source and args.release):
+        raise ConfigError("give --config FILE, or at least --source DOMAIN=URI and --release NAME")
+    config = load_config(args.config, release=args.release, store=args.store, endpoint_url=args.endpoint_url,
+                         ray_address=args.ray_address, model_name=args.model, device=args.device,
+                         sources=parse_source_flags(args.source) if args.source else None)
+    summary = run_build(config, progress=not args.no_progress)
+    print(format_summary(summary))
+    return 0
+
+
+def add_cli(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("build", help="build a corpus release from raw audio (Ray job)",
+                                   description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", metavar="FILE", help="build.yaml (unknown keys are an error)")
+    parser.add_argument("--source", action="append", default=[], metavar="DOMAIN=URI",
+                        help="a source folder or s3:// prefix of raw audio and its domain (repeatable; "
+                             "replaces the config's sources)")
+    parser.add_argument("--store", metavar="URI", help="where work/ and releases/ go (local dir or s3://bucket/prefix)")
+    parser.add_argument("--release", metavar="NAME", help="name of the release to write (must not exist yet)")
+    parser.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster instead of starting a local one")
+    parser.add_argument("--model", metavar="PATH_OR_NAME", help="faster-whisper model (default tiny.en, offline)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the ASR model runs (default auto)")
+    parser.add_argument("--endpoint-url", metavar="URL", help="S3 endpoint (MinIO, moto); default $AWS_ENDPOINT_URL")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(func=_run)
+    return parser

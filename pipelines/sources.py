@@ -1,0 +1,63 @@
+"""Listing raw audio under each source (a local folder or an s3:// prefix)."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+
+from corpus.store import open_store
+
+AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".webm",
+                              ".wma", ".aif", ".aiff", ".mp4"})
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One raw file to ingest. ``file_key`` changes when the file's uri, size or version does."""
+
+    source_uri: str      # the source folder / prefix it was listed under
+    key: str             # path relative to the source
+    uri: str             # full uri of the file
+    size: int
+    version: str         # mtime_ns (local) or ETag (S3)
+    domain: str
+    language: str
+    licence: str
+
+    @property
+    def file_key(self) -> str:
+        return hashlib.sha256(f"{self.uri}\0{self.size}\0{self.version}".encode()).hexdigest()[:20]
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "file_key": self.file_key}
+
+
+def list_sources(sources, *, endpoint_url: str | None = None) -> tuple[list[SourceFile], list[str]]:
+    """Audio files (by extension) under every source, sorted by uri, and the uris of other files."""
+    files, ignored = [], []
+    for source in sources:
+        store = open_store(source.uri, endpoint_url=endpoint_url)
+        infos = store.list_info()
+        if not infos and not _source_exists(store):
+            raise FileNotFoundError(f"source {source.uri} (domain {source.domain}) does not exist or is unreadable")
+        for info in infos:
+            ext = "." + info.key.rsplit(".", 1)[-1].lower() if "." in info.key.rsplit("/", 1)[-1] else ""
+            if ext not in AUDIO_EXTENSIONS:
+                ignored.append(store.url(info.key))
+                continue
+            files.append(SourceFile(source_uri=store.uri, key=info.key, uri=store.url(info.key), size=info.size,
+                                    version=info.version, domain=source.domain, language=source.language,
+                                    licence=source.licence))
+    return sorted(files, key=lambda f: f.uri), sorted(ignored)
+
+
+def _source_exists(store) -> bool:
+    root = getattr(store, "root", None)
+    if root is not None:
+        return root.is_dir()
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        store._client.head_bucket(Bucket=store.bucket)
+        return True
+    except (BotoCoreError, ClientError) as err:
+        raise FileNotFoundError(f"source {store.uri} is unreachable: {err}") from err
