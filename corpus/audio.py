@@ -51,6 +51,7 @@ def decode(source: str | os.PathLike | BinaryIO, *, name: str | None = None) -> 
         stream = streams[0]
         ctx = stream.codec_context
         orig_rate, orig_channels = int(ctx.sample_rate or 0), int(ctx.channels or 0)
+        declared = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
         resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
         chunks: list[np.ndarray] = []
         try:
@@ -60,8 +61,15 @@ def decode(source: str | os.PathLike | BinaryIO, *, name: str | None = None) -> 
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))
         except (av.FFmpegError, ValueError) as err:
-            raise AudioDecodeError("decode_error", f"{label}: decoding failed after "
-                                   f"{sum(map(len, chunks)) / SAMPLE_RATE:.2f} s: {err}") from err
+            got = sum(map(len, chunks)) / SAMPLE_RATE
+            short = declared is not None and got < declared
+            raise AudioDecodeError("truncated" if short else "decode_error",
+                                   f"{label}: decoding failed after {got:.2f} s"
+                                   + (f" of the {declared:.2f} s its header declares" if short else "")
+                                   + f": {err}") from err
+        got = sum(map(len, chunks)) / SAMPLE_RATE
+        if declared is not None and got < 0.98 * declared - 0.05:
+            raise AudioDecodeError("truncated", f"{label}: {got:.2f} s decoded, its header declares {declared:.2f} s")
         codec = ctx.name or "unknown"
     finally:
         container.close()

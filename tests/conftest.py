@@ -6,6 +6,7 @@ metadata lookup is switched off, so no test can reach any address but loopback.
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from pathlib import Path
 
@@ -18,6 +19,7 @@ os.environ.update({
     "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
 })
 
+sys.path.insert(0, str(Path(__file__).resolve().parent / "pipelines"))
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "audio"
 
 

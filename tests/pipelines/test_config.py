@@ -1,0 +1,51 @@
+import pytest
+import yaml
+
+from pipelines.config import ConfigError, load_config, parse_source_flags
+
+BASE = {"release": "v1", "sources": [{"uri": "/raw", "domain": "phone"}]}
+
+
+def _write(tmp_path, data):
+    path = tmp_path / "build.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_defaults_and_resolved_config(tmp_path):
+    config = load_config(_write(tmp_path, BASE))
+    resolved = config.resolved()
+    assert resolved["model"]["name"] == "tiny.en" and resolved["filter"]["min_avg_logprob"] == -1.0
+    assert resolved["splits"] == {"train": 0.8, "validation": 0.1, "test": 0.1}
+
+
+@pytest.mark.parametrize("data, message", [
+    ({**BASE, "thresholds": {}}, "thresholds: unknown key"),
+    ({**BASE, "filter": {"min_avg_logprobb": -1}}, "filter.min_avg_logprobb: unknown key"),
+    ({**BASE, "filter": {"max_no_speech_prob": 1.5}}, "filter.max_no_speech_prob"),
+    ({**BASE, "sources": []}, "sources"),
+    ({**BASE, "sources": [{"uri": "/x", "domain": "a/b"}]}, "invalid domain name"),
+    ({**BASE, "release": "../up"}, "invalid release name"),
+    ({**BASE, "splits": {"train": 0.5, "test": 0.2}}, "sum to 1"),
+    ({**BASE, "segment": {"min_seconds": 10, "max_seconds": 5}}, "min_seconds"),
+])
+def test_bad_configs_name_the_field(tmp_path, data, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(_write(tmp_path, data))
+
+
+def test_flags_override_the_file(tmp_path):
+    config = load_config(_write(tmp_path, BASE), release="v2", device="cpu", model_name="/models/x",
+                         sources=parse_source_flags(["radio=s3://b/raw"]))
+    assert config.release == "v2" and config.model.device == "cpu" and config.model.name == "/models/x"
+    assert [(s.domain, s.uri) for s in config.sources] == [("radio", "s3://b/raw")]
+    with pytest.raises(ConfigError, match="DOMAIN=URI"):
+        parse_source_flags(["nodomain"])
+
+
+def test_label_key_follows_what_changes_labels(tmp_path):
+    base = load_config(_write(tmp_path, BASE))
+    assert base.label_key() == load_config(_write(tmp_path, BASE), device="cpu").label_key()
+    assert base.label_key() != load_config(_write(tmp_path, {**BASE, "model": {"beam_size": 5}})).label_key()
+    assert base.label_key() != load_config(_write(tmp_path, {**BASE, "segment": {"max_seconds": 20}})).label_key()
+    assert base.label_key() == load_config(_write(tmp_path, {**BASE, "filter": {"min_avg_logprob": -0.5}})).label_key()
