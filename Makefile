@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_DIR ?= .demo
-DEMO_MINUTES ?= 2
+DEMO_MINUTES ?= 4
 
 .PHONY: demo test setup system-deps bench clean
 
@@ -26,8 +26,8 @@ test: setup
 demo: setup
 	rm -rf $(DEMO_DIR)
 	$(VENV)/bin/stt-corpus gen-audio $(DEMO_DIR)/raw --minutes $(DEMO_MINUTES) --seed 7
-	$(VENV)/bin/stt-corpus release-truth $(DEMO_DIR)/raw --store $(DEMO_DIR)/store --release demo-truth
-	$(VENV)/bin/stt-corpus verify --store $(DEMO_DIR)/store --release demo-truth
+	$(VENV)/bin/stt-corpus build --config infra/demo-build.yaml
+	$(VENV)/bin/stt-corpus verify --store $(DEMO_DIR)/store --release demo
 
 bench: setup
 	$(PY) bench/shard_write.py

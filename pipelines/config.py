@@ -34,6 +34,7 @@ class Source(_Strict):
     domain: str
     language: str = "en"
     licence: str = "unknown"
+    include: str = Field("*", description="glob on paths under uri: only matching files belong to this source")
 
     @field_validator("domain")
     @classmethod

@@ -1,6 +1,7 @@
 """Listing raw audio under each source (a local folder or an s3:// prefix)."""
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 from dataclasses import asdict, dataclass
 
@@ -39,7 +40,10 @@ def list_sources(sources, *, endpoint_url: str | None = None) -> tuple[list[Sour
         infos = store.list_info()
         if not infos and not _source_exists(store):
             raise FileNotFoundError(f"source {source.uri} (domain {source.domain}) does not exist or is unreadable")
+        include = getattr(source, "include", "*")
         for info in infos:
+            if not fnmatch.fnmatchcase(info.key, include):
+                continue
             ext = "." + info.key.rsplit(".", 1)[-1].lower() if "." in info.key.rsplit("/", 1)[-1] else ""
             if ext not in AUDIO_EXTENSIONS:
                 ignored.append(store.url(info.key))
