@@ -217,6 +217,10 @@ class Store:
     def delete(self, key: str) -> None:
         raise NotImplementedError
 
+    def probe(self) -> None:
+        """Raise StoreError naming the store if it cannot be reached or used; quick (no long retries)."""
+        raise NotImplementedError
+
     def put_bytes(self, key: str, data: bytes) -> Written:
         with self.open_write(key) as w:
             w.write(data)
@@ -313,6 +317,11 @@ class LocalStore(Store):
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def probe(self) -> None:
+        existing = next((p for p in (self.root, *self.root.parents) if p.exists()), None)
+        if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK):
+            raise StoreError(f"store {self.uri} is not usable: {existing} is not a writable directory")
 
 
 # --------------------------------------------------------------------------- S3
@@ -506,6 +515,16 @@ class S3Store(Store):
 
     def delete(self, key: str) -> None:
         self._client.delete_object(Bucket=self.bucket, Key=self._okey(key))
+
+    def probe(self) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        quick = _s3_client(self.endpoint_url, max_attempts=2)
+        try:
+            quick.head_bucket(Bucket=self.bucket)
+        except (BotoCoreError, ClientError) as err:
+            where = f" at {self.endpoint_url}" if self.endpoint_url else ""
+            raise StoreError(f"store {self.uri}{where} is unreachable: {err}") from err
 
 
 def open_store(uri: str | os.PathLike, *, endpoint_url: str | None = None, **s3_options) -> Store:

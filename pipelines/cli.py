@@ -44,7 +44,79 @@ def _run(args) -> int:
     return 0
 
 
+REFILTER_DESCRIPTION = """\
+Write a new release from an existing one with new filter thresholds, without running ASR.
+
+Every segment of the source release's manifest is decided again; audio of segments kept before
+is copied from its shards, segments kept only now are cut from their source recording. Segment
+ids, texts and splits stay the same. Thresholds come from a YAML fragment (--thresholds FILE,
+either a flat mapping or {filter: {...}, domain_filters: {DOMAIN: {...}}}) and/or --set.
+
+Example:
+  stt-corpus refilter --store s3://corpus/stt --from v1 --release v1-strict --set min_avg_logprob=-0.5
+"""
+
+
+def _parse_sets(pairs: list[str]) -> tuple[dict, dict]:
+    flat, per_domain = {}, {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--set must be KEY=VALUE or DOMAIN.KEY=VALUE, got {pair!r}")
+        number = float(value) if key.rsplit(".", 1)[-1] != "max_word_repeats" else int(value)
+        if "." in key:
+            domain, _, name = key.partition(".")
+            per_domain.setdefault(domain, {})[name] = number
+        else:
+            flat[key] = number
+    return flat, per_domain
+
+
+def read_thresholds(path: str | None) -> tuple[dict, dict]:
+    """A thresholds fragment: flat, or {filter: {...}, domain_filters: {...}} (what calibrate writes)."""
+    import yaml
+
+    if not path:
+        return {}, {}
+    with open(path) as fh:
+        data = yaml.safe_load(fh) or {}
+    if "filter" in data or "domain_filters" in data:
+        return dict(data.get("filter") or {}), dict(data.get("domain_filters") or {})
+    return dict(data), {}
+
+
+def _run_refilter(args) -> int:
+    import json
+
+    from corpus.store import open_store
+    from pipelines.refilter import refilter_release
+
+    thresholds, per_domain = read_thresholds(args.thresholds)
+    flat, domains = _parse_sets(args.set)
+    thresholds.update(flat)
+    for domain, values in domains.items():
+        per_domain.setdefault(domain, {}).update(values)
+    store = open_store(args.store, endpoint_url=args.endpoint_url)
+    summary = refilter_release(store, args.source, args.release, thresholds=thresholds,
+                               domain_thresholds=per_domain, endpoint_url=args.endpoint_url, progress=True)
+    print(json.dumps({k: summary[k] for k in ("source_release", "release", "segments", "kept", "rejected",
+                                               "rejects_by_reason", "audio_reused", "audio_recut")}, indent=2))
+    return 0
+
+
 def add_cli(subparsers) -> argparse.ArgumentParser:
+    refilter = subparsers.add_parser("refilter", help="new thresholds -> a new release, without ASR",
+                                     description=REFILTER_DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    refilter.add_argument("--store", required=True, metavar="URI", help="store holding the releases")
+    refilter.add_argument("--from", dest="source", required=True, metavar="NAME", help="the release to re-filter")
+    refilter.add_argument("--release", required=True, metavar="NAME", help="name of the new release")
+    refilter.add_argument("--thresholds", metavar="FILE", help="YAML thresholds fragment (e.g. from calibrate)")
+    refilter.add_argument("--set", action="append", default=[], metavar="[DOMAIN.]KEY=VALUE",
+                          help="one threshold, e.g. min_avg_logprob=-0.5 or phone.max_no_speech_prob=0.4")
+    refilter.add_argument("--endpoint-url", metavar="URL", help="S3 endpoint; default $AWS_ENDPOINT_URL")
+    refilter.set_defaults(func=_run_refilter)
+
     parser = subparsers.add_parser("build", help="build a corpus release from raw audio (Ray job)",
                                    description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", metavar="FILE", help="build.yaml (unknown keys are an error)")

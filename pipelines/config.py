@@ -146,13 +146,23 @@ def _format(err: ValidationError) -> str:
     return "invalid build config:\n" + "\n".join(lines)
 
 
+def _read_text(path: str) -> str:
+    """A local file, or an object in a store (``s3://…`` / ``file://…``): how a Ray job gets its config."""
+    if "://" in path:
+        from corpus.store import open_store
+
+        parent, _, name = path.rpartition("/")
+        return open_store(parent).get_bytes(name).decode()
+    return Path(path).read_text()
+
+
 def load_config(path: str | Path | None = None, **overrides) -> BuildConfig:
     """Read the YAML config (if any), apply non-None overrides at the top level, validate."""
     data: dict = {}
     if path is not None:
         try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as err:
+            data = yaml.safe_load(_read_text(str(path))) or {}
+        except (OSError, yaml.YAMLError, RuntimeError) as err:
             raise ConfigError(f"cannot read build config {path}: {err}") from err
         if not isinstance(data, dict):
             raise ConfigError(f"build config {path} must be a mapping, got {type(data).__name__}")

@@ -1,0 +1,192 @@
+"""The ``build-corpus`` and ``refilter`` flows: thin sequences of tasks; the logic is in ``pipelines``."""
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+from typing import Literal
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.runtime import flow_run as current_flow_run
+from pydantic import BaseModel, ConfigDict
+
+from corpus.release import Release, ReleaseError, verify_release
+from corpus.store import StoreError, open_store
+from flows import ray_runner
+from flows.artifacts import artifact_key, datasheet_markdown
+
+
+class SourceSpec(BaseModel):
+    """A source of raw audio, as in the build config."""
+
+    model_config = ConfigDict(extra="forbid")
+    uri: str
+    domain: str
+    language: str = "en"
+    licence: str = "unknown"
+    include: str = "*"
+
+
+def expand_release_name(name: str, now: dt.datetime | None = None) -> str:
+    """``{now}`` in a release name becomes the UTC time, e.g. nightly-{now} → nightly-20261122-020000."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return name.replace("{now}", now.strftime("%Y%m%d-%H%M%S"))
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+@task
+def resolve_build_config(config: str | None, release: str, store: str | None, sources: list[SourceSpec] | None,
+                         thresholds: dict[str, float] | None, endpoint_url: str | None) -> dict:
+    """Validate everything before any Ray work: config, thresholds, the store and the sources."""
+    from pipelines.config import load_config
+    from pipelines.sources import list_sources
+
+    resolved = load_config(config, release=expand_release_name(release), store=store, endpoint_url=endpoint_url,
+                           sources=[s.model_dump() for s in sources] if sources else None)
+    if thresholds:
+        resolved = load_config(None, **{**resolved.resolved(), "filter": {**resolved.filter.model_dump(), **thresholds}})
+    open_store(resolved.store, endpoint_url=resolved.endpoint_url).probe()
+    files, _ = list_sources(resolved.sources, endpoint_url=resolved.endpoint_url)
+    if not files:
+        raise ValueError(f"no audio files under the sources {[s.uri for s in resolved.sources]}")
+    return resolved.resolved()
+
+
+@task(retries=2, retry_delay_seconds=5)
+def new_audio_since_last_release(config: dict) -> list[str]:
+    """URIs of audio files listed now that the newest release from this store has not seen."""
+    from pipelines.config import BuildConfig
+    from pipelines.sources import list_sources
+
+    resolved = BuildConfig.model_validate(config)
+    store = open_store(resolved.store, endpoint_url=resolved.endpoint_url)
+    files, _ = list_sources(resolved.sources, endpoint_url=resolved.endpoint_url)
+    seen = _file_keys_of_latest_release(store)
+    return [f.uri for f in files if f.file_key not in seen]
+
+
+def _file_keys_of_latest_release(store) -> set[str]:
+    import pyarrow.parquet as pq
+
+    latest, created = None, ""
+    for key in store.list("releases"):
+        if key.endswith("/RELEASE.json"):
+            info = json.loads(store.get_bytes(key))
+            if info.get("created", "") >= created and store.exists(key.replace("RELEASE.json", "recordings.parquet")):
+                latest, created = key.rsplit("/", 1)[0], info.get("created", "")
+    if latest is None:
+        return set()
+    keys = set()
+    for name in ("recordings.parquet", "quarantine.parquet"):
+        table = pq.read_table(io.BytesIO(store.get_bytes(f"{latest}/{name}")))
+        if "file_key" in table.column_names:
+            keys.update(table.column("file_key").to_pylist())
+    return keys
+
+
+@task
+def run_build_job(config: dict, ray: str, ray_address: str | None) -> dict:
+    log = get_run_logger()
+    if ray == "submit":
+        if not ray_address:
+            raise ValueError("ray='submit' needs ray_address (the cluster's dashboard URL, e.g. http://127.0.0.1:8265)")
+        return ray_runner.run_submitted(config, ray_address, ray_runner.submission_id(current_flow_run.id), log)
+    log.info("running the build on a local Ray cluster")
+    return ray_runner.run_local({**config, "ray_address": ray_address})
+
+
+@task(retries=2, retry_delay_seconds=5)
+def verify(store_uri: str, release: str, endpoint_url: str | None) -> dict:
+    store = open_store(store_uri, endpoint_url=endpoint_url)
+    problems = verify_release(store, release)
+    if problems:
+        raise ReleaseError(f"release {release} failed verification: " + "; ".join(problems[:10]))
+    return Release.open(store, release).info
+
+
+@task
+def publish_datasheet(release: str, store_uri: str, endpoint_url: str | None, info: dict, rejects: dict,
+                      quarantine: dict | None, domains: list[str]) -> str:
+    markdown = datasheet_markdown(release, store_uri, info["hours"]["kept_by_domain_split"], info["counts"],
+                                  rejects, quarantine, domains)
+    key = artifact_key(release)
+    create_markdown_artifact(markdown=markdown, key=key, description=f"datasheet of release {release}")
+    url = open_store(store_uri, endpoint_url=endpoint_url).url(f"releases/{release}/RELEASE.json")
+    create_link_artifact(link=url, link_text=f"release {release}", key=f"{key}-link",
+                         description="the release's commit record")
+    return url
+
+
+# --------------------------------------------------------------------------- flows
+
+
+def _stop_ray_job(flow, flow_run, state):
+    """On cancellation: stop the submitted Ray job (a local cluster dies with the flow's process)."""
+    params = flow_run.parameters or {}
+    if params.get("ray") == "submit" and params.get("ray_address"):
+        ray_runner.stop_submitted(params["ray_address"], ray_runner.submission_id(flow_run.id))
+
+
+@flow(name="build-corpus", on_cancellation=[_stop_ray_job], log_prints=True)
+def build_corpus(release: str = "build-{now}", config: str | None = None, store: str | None = None,
+                 sources: list[SourceSpec] | None = None, thresholds: dict[str, float] | None = None,
+                 ray: Literal["local", "submit"] = "local", ray_address: str | None = None,
+                 endpoint_url: str | None = None, only_if_new_audio: bool = False) -> dict:
+    """Resolve the config → run the Ray build → verify the release → publish its datasheet."""
+    resolved = resolve_build_config(config, release, store, sources, thresholds, endpoint_url)
+    if only_if_new_audio:
+        new = new_audio_since_last_release(resolved)
+        if not new:
+            get_run_logger().info("no new audio since the last release: nothing to build")
+            return {"skipped": True, "release": None}
+        get_run_logger().info("%d new audio files, e.g. %s", len(new), new[0])
+    summary = run_build_job(resolved, ray, ray_address)
+    info = verify(resolved["store"], resolved["release"], resolved.get("endpoint_url"))
+    url = publish_datasheet(resolved["release"], resolved["store"], resolved.get("endpoint_url"), info,
+                            summary["rejects_by_reason"], summary["quarantine_by_reason"], sorted(summary["domains"]))
+    return {"skipped": False, "release": resolved["release"], "store": resolved["store"], "url": url,
+            "counts": info["counts"], "segments_labelled_now": summary["segments_labelled_now"]}
+
+
+@task
+def validate_refilter(store: str, source_release: str, thresholds: dict | None, domain_thresholds: dict | None,
+                      endpoint_url: str | None) -> None:
+    from pipelines.refilter import resolve_thresholds
+
+    s = open_store(store, endpoint_url=endpoint_url)
+    s.probe()
+    release = Release.open(s, source_release)
+    config = release.config()
+    if "filter" not in config:
+        raise ReleaseError(f"release {source_release!r} was not made by a build; it cannot be re-filtered")
+    domains = set(release.manifest().column("domain").to_pylist())
+    resolve_thresholds(config["filter"], thresholds, domain_thresholds, domains)
+
+
+@task
+def run_refilter(store: str, source_release: str, release: str, thresholds: dict | None,
+                 domain_thresholds: dict | None, endpoint_url: str | None) -> dict:
+    from pipelines.refilter import refilter_release
+
+    return refilter_release(open_store(store, endpoint_url=endpoint_url), source_release, release,
+                            thresholds=thresholds, domain_thresholds=domain_thresholds, endpoint_url=endpoint_url)
+
+
+@flow(name="refilter", log_prints=True)
+def refilter(source_release: str, release: str, store: str, thresholds: dict[str, float] | None = None,
+             domain_thresholds: dict[str, dict[str, float]] | None = None, endpoint_url: str | None = None) -> dict:
+    """New thresholds → a new release from an existing one's manifest, never re-running ASR."""
+    release = expand_release_name(release)
+    validate_refilter(store, source_release, thresholds, domain_thresholds, endpoint_url)
+    summary = run_refilter(store, source_release, release, thresholds, domain_thresholds, endpoint_url)
+    info = verify(store, release, endpoint_url)
+    url = publish_datasheet(release, store, endpoint_url, info, summary["rejects_by_reason"], None, summary["domains"])
+    return {"release": release, "store": store, "url": url, "counts": info["counts"], "kept": summary["kept"],
+            "audio_reused": summary["audio_reused"], "audio_recut": summary["audio_recut"],
+            "segments_labelled_now": summary["segments_labelled_now"]}
+
+
+__all__ = ["build_corpus", "refilter", "SourceSpec", "expand_release_name", "StoreError"]
