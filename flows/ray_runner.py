@@ -39,7 +39,9 @@ def run_submitted(config: dict, address: str, job_id: str, log) -> dict:
     store.put_bytes(key, yaml.safe_dump(config, sort_keys=True).encode())
     client = JobSubmissionClient(address)
     env = {k: os.environ[k] for k in JOB_ENV_VARS if k in os.environ}
-    client.submit_job(entrypoint=f"stt-corpus build --no-progress --config {store.url(key)}", submission_id=job_id,
+    endpoint = f" --endpoint-url {config['endpoint_url']}" if config.get("endpoint_url") else ""
+    client.submit_job(entrypoint=f"stt-corpus build --no-progress --config {store.url(key)}{endpoint}",
+                      submission_id=job_id,
                       runtime_env={"env_vars": env})
     log.info("submitted Ray job %s to %s", job_id, address)
 

@@ -2,6 +2,7 @@
 # Installs the Debian packages stt-corpus needs when any is missing:
 #   espeak-ng, sox (+ formats): speech with a known transcript for gen-audio and tests
 #   ffmpeg: command-line decoding checks; curl: plain webdataset reads http(s) shards with it
+#   chromium: the browser check of the Prefect UI (headless screenshot)
 # Runs `apt-get update` first, as root or through sudo. Does nothing when all are present.
 set -euo pipefail
 
@@ -11,6 +12,7 @@ command -v sox >/dev/null || need+=(sox libsox-fmt-all)
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
 command -v curl >/dev/null || need+=(curl)
 command -v tar >/dev/null || need+=(tar)
+command -v chromium >/dev/null || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; else

@@ -150,6 +150,7 @@ def ray_session(config: BuildConfig):
     import ray
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report leaves the machine unless asked
     started = not ray.is_initialized()
     if started:
         address = config.ray_address or os.environ.get("RAY_ADDRESS")

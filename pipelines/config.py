@@ -146,13 +146,13 @@ def _format(err: ValidationError) -> str:
     return "invalid build config:\n" + "\n".join(lines)
 
 
-def _read_text(path: str) -> str:
+def _read_text(path: str, endpoint_url: str | None = None) -> str:
     """A local file, or an object in a store (``s3://…`` / ``file://…``): how a Ray job gets its config."""
     if "://" in path:
         from corpus.store import open_store
 
         parent, _, name = path.rpartition("/")
-        return open_store(parent).get_bytes(name).decode()
+        return open_store(parent, endpoint_url=endpoint_url).get_bytes(name).decode()
     return Path(path).read_text()
 
 
@@ -161,7 +161,7 @@ def load_config(path: str | Path | None = None, **overrides) -> BuildConfig:
     data: dict = {}
     if path is not None:
         try:
-            data = yaml.safe_load(_read_text(str(path))) or {}
+            data = yaml.safe_load(_read_text(str(path), overrides.get("endpoint_url"))) or {}
         except (OSError, yaml.YAMLError, RuntimeError) as err:
             raise ConfigError(f"cannot read build config {path}: {err}") from err
         if not isinstance(data, dict):

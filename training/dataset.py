@@ -11,6 +11,7 @@ the DataLoader's round-robin (worker 0 first) carries on with the worker whose t
 """
 from __future__ import annotations
 
+import json
 import logging
 
 import torch
@@ -100,7 +101,9 @@ class StreamingDataset(IterableDataset):
         logmel = LogMel(self.n_mels)
         for batch in stream:
             out = collate(batch.items, self.vocab, logmel)
-            out.update(index=batch.index, position=batch.position, phase=batch.phase, worker=worker, state=batch.state)
+            # the position travels as JSON text: the DataLoader passes strings through untouched
+            out.update(index=batch.index, position=batch.position, phase=batch.phase, worker=worker,
+                       state=json.dumps(batch.state, separators=(",", ":")))
             yield out
 
 

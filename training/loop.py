@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import platform
 import random
@@ -341,7 +342,7 @@ class _Trainer:
 
                 step += 1
                 audio_seconds += sum(batch["durations"])
-                states[batch["worker"]] = batch["state"]
+                states[batch["worker"]] = json.loads(batch["state"])
                 steps_in_phase[phase] += 1
                 for domain, w in weights.items():
                     weight_sums[phase][domain] += w

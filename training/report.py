@@ -103,7 +103,7 @@ def plot_curriculum(realised: dict, planned: list[dict], domains: list[str]) -> 
     ax.set_xticks(range(len(phases)), [f"{p}\n(planned | realised)" for p in phases])
     ax.set(ylabel="share of samples", title="curriculum: planned weights (hatched) and realised sample shares",
            ylim=(0, 1.05))
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _png(fig)
 
 
