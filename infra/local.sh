@@ -45,6 +45,9 @@ start() {
     setsid nohup prefect server start --host 127.0.0.1 --port "$PREFECT_PORT" >"$dir/prefect.log" 2>&1 &
   echo $! >"$dir/prefect.pid"
   echo "ray head on 127.0.0.1:$RAY_PORT, dashboard http://127.0.0.1:$RAY_DASHBOARD_PORT ..."
+  # token auth, always: the token lives in ~/.ray/auth_token and clients with RAY_AUTH_MODE=token send it
+  export RAY_AUTH_MODE=token
+  ray get-auth-token --generate >/dev/null
   ray start --head --node-ip-address 127.0.0.1 --port "$RAY_PORT" --include-dashboard true \
     --dashboard-host 127.0.0.1 --dashboard-port "$RAY_DASHBOARD_PORT" --num-cpus "$NUM_CPUS" \
     --disable-usage-stats >"$dir/ray.log" 2>&1 || { cat "$dir/ray.log" >&2; exit 1; }
