@@ -76,7 +76,11 @@ _CURRENCY = re.compile(r"([$£€])\s?(\d+(?:,\d{3})*(?:\.\d+)?)")
 _CURRENCY_WORDS = {"$": "dollars", "£": "pounds", "€": "euros"}
 
 
+_TAGS = re.compile(r"\[[^\]]*\]|<[^>]*>")  # [L], [noise], <unk>: annotations, not words
+
+
 def normalize_text(text: str) -> str:
+    text = _TAGS.sub(" ", text)
     text = _CURRENCY.sub(lambda m: f"{m.group(2)} {_CURRENCY_WORDS[m.group(1)]}", text)
     text = _NUMBER.sub(_spell, text.lower().replace("-", " "))
     text = _NON_WORD.sub(" ", text).replace(" '", " ").replace("' ", " ")

@@ -104,7 +104,55 @@ def _run_refilter(args) -> int:
     return 0
 
 
+CALIBRATE_DESCRIPTION = """\
+Measure label error on a gold set and propose filter thresholds for a target error.
+
+The gold file is JSONL in gen-audio's truth.jsonl form: one object per utterance with `file`
+(base name or path of the source file), `start`, `end` (seconds) and `text`; extra fields are
+allowed; several --gold files add up. Gold utterances are matched to the release's segments;
+WER/CER of each label is computed; each threshold and a combined confidence (a logistic model
+fitted on the gold set) are swept per domain, giving yield (hours kept) against error (share of
+kept segments with WER > 0.3, WER of the kept set). Gold items whose confident label differs
+from them only in spelling are flagged as gold/label disagreement and not used as truth.
+
+Writes calibration.json into the release (the datasheet plots it) and, with --out, the proposed
+thresholds as a YAML fragment for `stt-corpus refilter --thresholds FILE`.
+"""
+
+
+def _run_calibrate(args) -> int:
+    import yaml
+
+    from corpus.release import Release
+    from corpus.store import open_store
+    from corpus.truth_release import read_truth
+    from pipelines.calibrate import calibrate, format_report, save, thresholds_fragment
+
+    gold = [item for path in args.gold for item in read_truth(path)]
+    release = Release.open(open_store(args.store, endpoint_url=args.endpoint_url), args.release)
+    result = calibrate(release, gold, target_share_bad=args.target_bad_share)
+    print(format_report(result))
+    print(f"calibration saved to {save(release, result)}")
+    if args.out:
+        with open(args.out, "w") as fh:
+            yaml.safe_dump(thresholds_fragment(result), fh, sort_keys=True)
+        print(f"proposed thresholds written to {args.out} (apply with `stt-corpus refilter --thresholds {args.out}`)")
+    return 0
+
+
 def add_cli(subparsers) -> argparse.ArgumentParser:
+    calibrate = subparsers.add_parser("calibrate", help="measure label error on a gold set; propose thresholds",
+                                      description=CALIBRATE_DESCRIPTION,
+                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    calibrate.add_argument("--store", required=True, metavar="URI", help="store holding the release")
+    calibrate.add_argument("--release", required=True, metavar="NAME", help="a release made by `stt-corpus build`")
+    calibrate.add_argument("--gold", required=True, action="append", metavar="FILE", help="gold JSONL (repeatable)")
+    calibrate.add_argument("--target-bad-share", type=float, default=0.02, metavar="X",
+                           help="largest share of kept segments with WER > 0.3 (default 0.02)")
+    calibrate.add_argument("--out", metavar="FILE", help="write the proposed thresholds here (YAML)")
+    calibrate.add_argument("--endpoint-url", metavar="URL", help="S3 endpoint; default $AWS_ENDPOINT_URL")
+    calibrate.set_defaults(func=_run_calibrate)
+
     refilter = subparsers.add_parser("refilter", help="new thresholds -> a new release, without ASR",
                                      description=REFILTER_DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

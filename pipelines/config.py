@@ -83,6 +83,18 @@ class FilterConfig(_Strict):
     min_seconds: float = Field(1.0, ge=0)
     max_seconds: float = Field(30.5, gt=0)
     max_word_repeats: int = Field(4, ge=1, description="the same word more than this many times in a row: repetition")
+    min_confidence: float = Field(0.0, ge=0, le=1, description="reject below this combined confidence (0: off)")
+    confidence_model: dict | None = Field(None, description="logistic model fitted by `stt-corpus calibrate`")
+
+    @model_validator(mode="after")
+    def _confidence(self):
+        if self.min_confidence > 0 and self.confidence_model is None:
+            raise ValueError("min_confidence needs a confidence_model (from `stt-corpus calibrate`)")
+        if self.confidence_model is not None:
+            from pipelines.confidence import ConfidenceModel
+
+            ConfidenceModel.from_dict(self.confidence_model)
+        return self
 
 
 class ResourcesConfig(_Strict):

@@ -18,9 +18,22 @@ REASONS = {
     "chars_per_second_high": "more characters per second than max_chars_per_second",
     "too_short": "shorter than min_seconds",
     "too_long": "longer than max_seconds",
+    "low_confidence": "combined confidence (calibrated logistic model) below min_confidence",
 }
 
 _WORD = re.compile(r"[\w']+")
+_MODELS: dict[str, object] = {}
+
+
+def _model(spec: dict):
+    import json
+
+    from pipelines.confidence import ConfidenceModel
+
+    key = json.dumps(spec, sort_keys=True)
+    if key not in _MODELS:
+        _MODELS[key] = ConfidenceModel.from_dict(spec)
+    return _MODELS[key]
 
 
 def longest_word_run(text: str) -> int:
@@ -57,4 +70,8 @@ def decide(row: dict, t) -> tuple[str, list[str]]:
         reasons.append("too_short")
     if duration > t.max_seconds:
         reasons.append("too_long")
+    if t.min_confidence > 0:
+        score = _model(t.confidence_model).score(row)
+        if score is None or score < t.min_confidence:
+            reasons.append("low_confidence")
     return ("reject", reasons) if reasons else ("keep", [])
