@@ -19,7 +19,7 @@ import re
 import numpy as np
 import pyarrow as pa
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: manifest gained language, declared_language, mean_word_prob, pass_used, group
 SAMPLE_RATE = 16_000
 SPLITS = ("train", "validation", "test")
 DECISIONS = ("keep", "reject")
@@ -97,6 +97,12 @@ MANIFEST = _versioned("manifest", [
     pa.field("decision", pa.string(), nullable=False),
     pa.field("reasons", pa.list_(pa.string()), nullable=False),
     pa.field("shard", pa.string()),  # release-relative key of the shard holding it; null if rejected
+    pa.field("language", pa.string()),               # what the model says was spoken
+    pa.field("language_probability", pa.float64()),
+    pa.field("declared_language", pa.string()),      # what the source declares
+    pa.field("mean_word_prob", pa.float64()),        # mean of the label's word probabilities
+    pa.field("pass_used", pa.int8()),                # 1: first (batched) pass, 2: second pass
+    pa.field("group", pa.string()),                  # what the split was assigned by (recording or declared group)
 ])
 
 SHARD_INDEX = _versioned("shard_index", [

@@ -65,7 +65,7 @@ def build_truth_release(audio_dir: str | Path, store: Store, name: str, *, truth
             row = {"segment_id": sid, "recording_id": rec, "source_uri": (audio_dir / file).resolve().as_uri(),
                    "domain": utt.get("domain", "default"), "split": split, "start": start, "end": end,
                    "text": utt["text"], "avg_logprob": None, "no_speech_prob": None, "compression_ratio": None,
-                   "decision": "keep", "reasons": []}
+                   "decision": "keep", "reasons": [], "group": rec}
             extra = {k: v for k, v in utt.items() if k not in row and k not in ("file", "start", "end")}
             samples.append((row, audio.pcm[a:b], extra))
     samples.sort(key=lambda s: s[0]["segment_id"])

@@ -76,6 +76,11 @@ class WhisperLabeler:
     beam_size: int = 1
     word_timestamps: bool = True
     cpu_threads: int = 0
+    # second pass: clips whose first-pass avg_logprob lies in this band are decoded again, alone,
+    # with beam search and temperature fallback; None switches it off
+    second_pass_band: tuple[float, float] | None = None
+    second_pass_beam_size: int = 5
+    second_pass_temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
     def __post_init__(self):
         from faster_whisper import BatchedInferencePipeline, WhisperModel
@@ -93,8 +98,13 @@ class WhisperLabeler:
         self.decode_params = {"batch_size": self.batch_size, "beam_size": self.beam_size, "temperature": 0.0,
                               "without_timestamps": True, "word_timestamps": self.word_timestamps,
                               "compute_type": self.compute_type, "condition_on_previous_text": False}
+        if self.second_pass_band is not None:
+            self.decode_params["second_pass"] = {"band": list(self.second_pass_band),
+                                                 "beam_size": self.second_pass_beam_size,
+                                                 "temperatures": list(self.second_pass_temperatures)}
         self.calls = 0
         self.clips_decoded = 0
+        self.second_passes = 0
 
     def label(self, pcm: np.ndarray, clips: list[tuple[float, float]], language: str | None = None) -> list[dict]:
         """One label dict per clip (start, end in seconds of ``pcm``), in the clips' order."""
@@ -128,11 +138,55 @@ class WhisperLabeler:
             results.append(self._result(got[0] if got else None, shift=start - a / SAMPLE_RATE, info=info))
         if by_seek:
             raise RuntimeError(f"faster-whisper returned results for unknown clips (seeks {sorted(by_seek)})")
+        if self.second_pass_band is not None:
+            lo, hi = self.second_pass_band
+            for i, ((start, _end), (a, b)) in enumerate(zip(clips, bounds)):
+                first = results[i]
+                if first["avg_logprob"] is not None and lo <= first["avg_logprob"] <= hi:
+                    second = self._second_pass(audio[a:b], shift=start, info=info, language=lang)
+                    results[i] = self._pick(first, second)
         return results
+
+    def _second_pass(self, clip: np.ndarray, *, shift: float, info, language: str | None) -> dict:
+        """One clip decoded alone: beam search, temperature fallback (faster-whisper's own thresholds)."""
+        self.second_passes += 1
+        segments, _ = self._model.transcribe(
+            clip, language=language, beam_size=self.second_pass_beam_size,
+            temperature=list(self.second_pass_temperatures), without_timestamps=True,
+            condition_on_previous_text=False, word_timestamps=self.word_timestamps, vad_filter=False)
+        segments = list(segments)
+        if not segments:
+            return self._result(None, shift=shift, info=info)
+        text = " ".join(seg.text.strip() for seg in segments).strip()
+        weights = [max(1, len(seg.tokens)) for seg in segments]
+        from faster_whisper.transcribe import get_compression_ratio  # the model's own definition
+
+        merged = {
+            "text": text,
+            "avg_logprob": float(np.average([seg.avg_logprob for seg in segments], weights=weights)),
+            "no_speech_prob": float(max(seg.no_speech_prob for seg in segments)),
+            "compression_ratio": float(get_compression_ratio(text)) if text else 0.0,
+            "temperature": float(max(seg.temperature or 0.0 for seg in segments)),
+            "words": [{"word": w.word, "start": round(float(w.start + shift), 3), "end": round(float(w.end + shift), 3),
+                       "probability": round(float(w.probability), 4)} for seg in segments for w in (seg.words or [])],
+        }
+        base = self._result(None, shift=shift, info=info)
+        return {**base, **merged}
+
+    @staticmethod
+    def _pick(first: dict, second: dict) -> dict:
+        """Keep both; use the second pass when it is more confident."""
+        use_second = second["avg_logprob"] is not None and second["avg_logprob"] > first["avg_logprob"]
+        chosen = second if use_second else first
+        summary = {k: first[k] for k in ("text", "avg_logprob", "no_speech_prob", "compression_ratio", "temperature")}
+        other = {k: second[k] for k in ("text", "avg_logprob", "no_speech_prob", "compression_ratio", "temperature")}
+        return {**chosen, "pass_used": 2 if use_second else 1,
+                "first_pass": json.dumps(summary), "second_pass": json.dumps(other)}
 
     def _result(self, seg, *, shift: float, info) -> dict:
         base = {"language": info.language, "language_probability": float(info.language_probability or 0.0),
-                "model_id": self.model_id, "decode_params": json.dumps(self.decode_params, sort_keys=True)}
+                "model_id": self.model_id, "decode_params": json.dumps(self.decode_params, sort_keys=True),
+                "pass_used": 1, "first_pass": None, "second_pass": None}
         if seg is None:  # nothing decoded for this clip
             return {**base, "text": "", "avg_logprob": None, "no_speech_prob": None, "compression_ratio": None,
                     "temperature": 0.0, "words": []}

@@ -26,6 +26,7 @@ import io
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -233,17 +234,33 @@ def _label(ray, recordings: list[dict], store: Store, config: BuildConfig, stats
     return out
 
 
-def _manifest_rows(recordings: list[dict], labels: dict[str, list[dict]], config: BuildConfig) -> list[dict]:
+def split_group(rec: dict, patterns: dict[tuple[str, str], str | None]) -> str:
+    """What a recording's split is assigned by: its source's declared group, else the recording."""
+    pattern = patterns.get((rec["source_uri"], rec["domain"]))
+    if pattern:
+        match = re.search(pattern, rec["key"])
+        if match and match.group("group"):
+            return f"{rec['source_uri']}#{match.group('group')}"
+    return rec["recording_id"]
+
+
+def _manifest_rows(recordings: list[dict], labels: dict[str, list[dict]], config: BuildConfig,
+                   patterns: dict[tuple[str, str], str | None]) -> list[dict]:
     rows = []
     for rec in recordings:
-        split = assign_split(rec["recording_id"], config.splits)
+        group = split_group(rec, patterns)
+        split = assign_split(group, config.splits)
         for lab in labels[rec["recording_id"]]:
-            decision, reasons = decide(lab, config.filter)
-            rows.append({"segment_id": lab["segment_id"], "recording_id": rec["recording_id"], "source_uri": rec["uri"],
-                         "domain": rec["domain"], "split": split, "start": lab["start"], "end": lab["end"],
-                         "text": lab["text"], "avg_logprob": lab["avg_logprob"], "no_speech_prob": lab["no_speech_prob"],
-                         "compression_ratio": lab["compression_ratio"], "decision": decision, "reasons": reasons,
-                         "_label": lab})
+            probs = [w["probability"] for w in (lab.get("words") or [])]
+            row = {"segment_id": lab["segment_id"], "recording_id": rec["recording_id"], "source_uri": rec["uri"],
+                   "domain": rec["domain"], "split": split, "start": lab["start"], "end": lab["end"],
+                   "text": lab["text"], "avg_logprob": lab["avg_logprob"], "no_speech_prob": lab["no_speech_prob"],
+                   "compression_ratio": lab["compression_ratio"], "language": lab.get("language"),
+                   "language_probability": lab.get("language_probability"), "declared_language": rec.get("language"),
+                   "mean_word_prob": round(sum(probs) / len(probs), 4) if probs else None,
+                   "pass_used": lab.get("pass_used") or 1, "group": group}
+            row["decision"], row["reasons"] = decide(row, config.filter)
+            rows.append({**row, "_label": lab})
     return rows
 
 
@@ -275,8 +292,9 @@ def _shard_and_commit(ray, recordings, rows, quarantine, store, config, summary,
             submit(i + window)
             for row in sorted(by_rec[rid], key=lambda r: r["segment_id"]):
                 label = row.pop("_label")
-                extra = {k: label[k] for k in ("language", "language_probability", "temperature", "words", "model_id",
-                                               "decode_params")}
+                extra = {k: label.get(k) for k in ("language", "language_probability", "temperature", "words",
+                                                   "model_id", "decode_params", "pass_used", "first_pass",
+                                                   "second_pass")}
                 extra.update(licence=recs[rid]["licence"])
                 if row["decision"] == "keep":
                     writer.add(row, flac=next(flacs), extra=extra)
@@ -317,7 +335,9 @@ def run_build(config: BuildConfig, *, progress: bool = True) -> dict:
         t = time.perf_counter()
         labels = _label(ray, recordings, store, config, stats, progress)
         stats.stage_seconds["segment+label"] = round(time.perf_counter() - t, 3)
-        rows = _manifest_rows(recordings, labels, config)
+        patterns = {(f.source_uri, f.domain): s.group_pattern for f in files
+                    for s in config.sources if s.domain == f.domain}
+        rows = _manifest_rows(recordings, labels, config, patterns)
         summary = make_summary(files, recordings, quarantine, rows, stats)
         t = time.perf_counter()
         info = _shard_and_commit(ray, recordings, rows, quarantine, store, config, summary, progress)

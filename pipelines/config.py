@@ -35,6 +35,18 @@ class Source(_Strict):
     language: str = "en"
     licence: str = "unknown"
     include: str = Field("*", description="glob on paths under uri: only matching files belong to this source")
+    group_pattern: str | None = Field(
+        None, description="regex with a named group 'group' matched on each file's path: files of one group "
+                          "(speaker, channel, show) share a split; default: each recording is its own group")
+
+    @field_validator("group_pattern")
+    @classmethod
+    def _group_pattern(cls, value: str | None) -> str | None:
+        import re
+
+        if value is not None and "group" not in re.compile(value).groupindex:
+            raise ValueError(f"group_pattern {value!r} needs a named group: (?P<group>...)")
+        return value
 
     @field_validator("domain")
     @classmethod
@@ -72,6 +84,16 @@ class ModelConfig(_Strict):
     beam_size: int = Field(1, ge=1, le=16)
     word_timestamps: bool = True
     cpu_threads: int = Field(0, ge=0, description="CTranslate2 threads per actor on CPU; 0 = the actor's CPUs")
+    second_pass_band: tuple[float, float] | None = Field(
+        None, description="[low, high] first-pass avg_logprob: such segments are decoded again alone with beam "
+                          "search and temperature fallback (both results kept); null: off")
+    second_pass_beam_size: int = Field(5, ge=1, le=16)
+
+    @model_validator(mode="after")
+    def _band(self):
+        if self.second_pass_band is not None and not self.second_pass_band[0] < self.second_pass_band[1] <= 0:
+            raise ValueError(f"second_pass_band must be [low, high] with low < high <= 0, got {self.second_pass_band}")
+        return self
 
 
 class FilterConfig(_Strict):
@@ -83,6 +105,12 @@ class FilterConfig(_Strict):
     min_seconds: float = Field(1.0, ge=0)
     max_seconds: float = Field(30.5, gt=0)
     max_word_repeats: int = Field(4, ge=1, description="the same word more than this many times in a row: repetition")
+    # 0.6: on the fixtures, real English speech labels had mean word probability >= 0.76 and
+    # German/French/Spanish/Russian speech put through tiny.en <= 0.59 (see docs/ARCHITECTURE.md)
+    min_mean_word_prob: float = Field(0.6, ge=0, le=1, description="reject labels whose mean word probability is "
+                                      "below this (0: off); catches speech in a language the model does not know")
+    min_language_probability: float = Field(0.5, ge=0, le=1, description="a detected language that differs from "
+                                            "the declared one rejects the segment when its probability is at least this")
     min_confidence: float = Field(0.0, ge=0, le=1, description="reject below this combined confidence (0: off)")
     confidence_model: dict | None = Field(None, description="logistic model fitted by `stt-corpus calibrate`")
 
@@ -139,8 +167,10 @@ class BuildConfig(_Strict):
 
     def label_key(self) -> str:
         """Names the label partitions: what changes labels (model, decode, segmentation) changes it."""
-        basis = {"model": self.model.model_dump(exclude={"device", "cpu_threads"}),
-                 "segment": self.segment.model_dump(), "ingest": self.ingest.model_dump()}
+        # only values that differ from the defaults: a new optional field does not relabel old work
+        basis = {"model": self.model.model_dump(exclude={"device", "cpu_threads"}, exclude_defaults=True),
+                 "segment": self.segment.model_dump(exclude_defaults=True),
+                 "ingest": self.ingest.model_dump(exclude_defaults=True)}
         digest = hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:12]
         return f"{Path(self.model.name).name}-{digest}"
 

@@ -19,6 +19,8 @@ REASONS = {
     "too_short": "shorter than min_seconds",
     "too_long": "longer than max_seconds",
     "low_confidence": "combined confidence (calibrated logistic model) below min_confidence",
+    "language_mismatch": "the detected language differs from the source's declared one",
+    "low_word_prob": "mean word probability below min_mean_word_prob (e.g. speech the model has no language for)",
 }
 
 _WORD = re.compile(r"[\w']+")
@@ -70,6 +72,13 @@ def decide(row: dict, t) -> tuple[str, list[str]]:
         reasons.append("too_short")
     if duration > t.max_seconds:
         reasons.append("too_long")
+    declared, detected = row.get("declared_language"), row.get("language")
+    if (declared and detected and detected != declared
+            and (row.get("language_probability") or 0.0) >= t.min_language_probability):
+        reasons.append("language_mismatch")
+    if t.min_mean_word_prob > 0 and text and row.get("mean_word_prob") is not None \
+            and row["mean_word_prob"] < t.min_mean_word_prob:
+        reasons.append("low_word_prob")
     if t.min_confidence > 0:
         score = _model(t.confidence_model).score(row)
         if score is None or score < t.min_confidence:

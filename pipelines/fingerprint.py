@@ -235,7 +235,7 @@ def similarity(a: Fingerprint, b: Fingerprint) -> tuple[float, float]:
     order = np.argsort(b.hashes, kind="stable")
     bh, bt = b.hashes[order], b.times[order]
     ia, ib = _expand(a.hashes, bh)
-    if ia.size < MIN_MATCHES:
+    if ia.size == 0 or ia.size < MIN_MATCHES:
         return 0.0, 0.0
     diff = a.times[ia].astype(np.int64) - bt[ib]
     lo = int(diff.min())

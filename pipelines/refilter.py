@@ -27,8 +27,9 @@ from pipelines.filter import decide
 
 log = logging.getLogger(__name__)
 
-MANIFEST_FIELDS = ("segment_id", "recording_id", "source_uri", "domain", "split", "start", "end", "text",
-                   "avg_logprob", "no_speech_prob", "compression_ratio", "decision", "reasons", "shard")
+from corpus.schema import MANIFEST
+
+MANIFEST_FIELDS = tuple(MANIFEST.names)
 CARRIED_FILES = ("quarantine.parquet", "recordings.parquet")
 
 

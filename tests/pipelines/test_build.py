@@ -2,6 +2,7 @@
 a local store and the moto S3 endpoint; bad input; kill and resume; incremental builds."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -24,6 +25,8 @@ from corpus.store import open_store
 from corpus.text import word_error_rate
 from corpus.truth_release import read_truth
 from pipelines.build import run_build
+from pipelines.calibrate import FIELD_DEFAULTS, calibrate, format_report, save, thresholds_fragment
+from pipelines.filter import decide
 from pipelines.config import load_config
 
 pytestmark = pytest.mark.slow
@@ -127,8 +130,11 @@ def test_build_from_s3_to_s3_matches_the_local_build(local_build, raw, s3_endpoi
 
 
 def test_build_on_the_real_fixtures(ray_cluster, fixtures_dir, tmp_path):
+    # spoken digits: one speaker per file-name group, so a speaker never spans two splits
     config = load_config(None, release="fixtures", store=str(tmp_path / "store"),
-                         sources=[{"uri": str(fixtures_dir), "domain": "mixed"}], resources={"num_cpus": 2})
+                         sources=[{"uri": str(fixtures_dir), "domain": "mixed",
+                                   "group_pattern": r"recordings/\d+_(?P<group>[a-z]+)_\d+\.wav$"}],
+                         resources={"num_cpus": 2})
     summary = run_build(config, progress=False)
     store = open_store(tmp_path / "store")
     assert verify_release(store, "fixtures") == []
@@ -137,6 +143,26 @@ def test_build_on_the_real_fixtures(ray_cluster, fixtures_dir, tmp_path):
     assert "ask not what your country can do for you" in " ".join(jfk.text).lower()
     assert summary["quarantine_by_reason"].get("too_short", 0) > 10, "most spoken digits are under 0.5 s"
     assert summary["ignored_files"] >= 3  # MANIFEST.tsv, README.md, LICENSE files
+    digits = manifest[manifest.source_uri.str.contains("free-spoken-digit")]
+    assert digits.group.str.contains("#").all() and digits.groupby("group").split.nunique().max() == 1
+    assert manifest.groupby("recording_id").split.nunique().max() == 1
+
+    # language check with an English-only model: speech in other languages comes out as English
+    spoken = {"DeepSpeech/ru.wav", "leopard/test_es.wav", "leopard/test_de.wav", "leopard/test_fr.wav",
+              "pisets/test_sound_ru.wav", "silero-vad/ru.wav"}
+    foreign = manifest[manifest.source_uri.map(lambda u: u.split("/fixtures/audio/")[-1] in spoken)]
+    through_defaults = sum(decide(r, FIELD_DEFAULTS)[0] == "keep" for r in foreign.to_dict("records"))
+    print(f"\nnon-English segments: {len(foreign)}; kept by the field's default thresholds: {through_defaults}; "
+          f"kept with the word-probability check: {(foreign.decision == 'keep').sum()}")
+    assert len(foreign) >= 6 and (foreign.decision == "keep").sum() == 0
+    assert set(foreign.reasons.explode()) & {"low_word_prob", "low_avg_logprob"}
+
+    # calibration against the fixtures' transcripts: the wrong-reference ones are flagged, never truth
+    result = calibrate(Release.open(store, "fixtures"), _fixture_gold(fixtures_dir))
+    flagged = {f for d in result["disagreements"] for f in d["files"]}
+    roles = _fixture_roles(fixtures_dir)
+    assert {f for f, r in roles.items() if r == "wrong-reference"} <= flagged
+    assert not {f for f, r in roles.items() if r == "reference"} & flagged
 
 
 def test_bad_input_is_quarantined_and_good_input_labelled(ray_cluster, fixtures_dir, tmp_path):
@@ -202,6 +228,55 @@ def test_second_build_processes_only_new_files(local_build, raw, tmp_path):
     assert summary["ingested_now"] == 1 and summary["recordings_labelled_now"] == 1
     assert summary["recordings"] == 5
     assert verify_release(open_store(store), "r2") == []
+
+
+def _fixture_roles(fixtures_dir) -> dict[str, str]:
+    import csv
+
+    with open(fixtures_dir / "MANIFEST.tsv", newline="") as fh:
+        return {r["file"]: r["role"] for r in csv.DictReader(fh, delimiter="\t")}
+
+
+def _fixture_gold(fixtures_dir) -> list[dict]:
+    """Every fixture with a transcript, whole file as one utterance (wrong-reference ones included)."""
+    import csv
+
+    from corpus.audio import decode
+
+    with open(fixtures_dir / "MANIFEST.tsv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh, delimiter="\t") if r["role"] in ("reference", "wrong-reference")]
+    return [{"file": r["file"], "start": 0.0, "end": decode(fixtures_dir / r["file"]).duration,
+             "text": r["transcript"]} for r in rows]
+
+
+def test_calibration_on_generated_gold_and_refilter_with_its_thresholds(local_build, raw, tmp_path):
+    store, _ = local_build
+    release = Release.open(open_store(store), "r1")
+    result = calibrate(release, read_truth(raw / "all"), target_share_bad=0.02)
+    assert set(result["domains"]) == set(DOMAINS) and not result["disagreements"]
+    for domain, r in result["domains"].items():
+        hours = [p["hours_kept"] for p in r["curve"]]
+        assert hours == sorted(hours, reverse=True), "a higher confidence threshold never keeps more"
+        assert r["chosen"] is None or r["chosen"]["share_bad"] <= 0.02
+        assert {"min_avg_logprob", "max_no_speech_prob", "max_compression_ratio"} <= set(r["signals"])
+        assert r["default_thresholds"]["segments"] == r["all"]["segments"] > 0
+    print("\n" + format_report(result))
+    save(release, result)
+    assert json.loads(release.store.get_bytes("calibration.json"))["target"]["share_bad_max"] == 0.02
+    fragment = thresholds_fragment(result)
+    path = tmp_path / "thresholds.yaml"
+    path.write_text(yaml.safe_dump(fragment))
+    from pipelines.cli import read_thresholds
+    from pipelines.refilter import refilter_release
+
+    flat, per_domain = read_thresholds(str(path))
+    summary = refilter_release(open_store(store), "r1", "r1-calibrated", thresholds=flat, domain_thresholds=per_domain)
+    assert verify_release(open_store(store), "r1-calibrated") == []
+    assert summary["rejects_by_reason"].get("low_confidence", 0) > 0
+    new = _manifest(store, "r1-calibrated")
+    new["wer"] = _segment_wer(new, read_truth(raw / "all"))
+    kept = new[new.decision == "keep"]
+    assert len(kept) == 0 or (kept.wer > 0.3).mean() <= (new.wer > 0.3).mean()
 
 
 def test_missing_source_fails_before_any_work(tmp_path):

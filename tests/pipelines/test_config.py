@@ -49,3 +49,21 @@ def test_label_key_follows_what_changes_labels(tmp_path):
     assert base.label_key() != load_config(_write(tmp_path, {**BASE, "model": {"beam_size": 5}})).label_key()
     assert base.label_key() != load_config(_write(tmp_path, {**BASE, "segment": {"max_seconds": 20}})).label_key()
     assert base.label_key() == load_config(_write(tmp_path, {**BASE, "filter": {"min_avg_logprob": -0.5}})).label_key()
+
+
+def test_group_pattern_needs_a_named_group(tmp_path):
+    ok = {**BASE, "sources": [{"uri": "/raw", "domain": "digits", "group_pattern": r"^\d+_(?P<group>[a-z]+)_"}]}
+    assert load_config(_write(tmp_path, ok)).sources[0].group_pattern
+    bad = {**BASE, "sources": [{"uri": "/raw", "domain": "digits", "group_pattern": r"^\d+_([a-z]+)_"}]}
+    with pytest.raises(ConfigError, match="named group"):
+        load_config(_write(tmp_path, bad))
+
+
+def test_split_group_follows_the_declared_pattern():
+    from pipelines.build import split_group
+
+    patterns = {("file:///raw", "digits"): r"^\d+_(?P<group>[a-z]+)_"}
+    rec = {"source_uri": "file:///raw", "domain": "digits", "key": "7_george_3.wav", "recording_id": "abc"}
+    assert split_group(rec, patterns) == "file:///raw#george"
+    assert split_group({**rec, "key": "notes.wav"}, patterns) == "abc"
+    assert split_group({**rec, "domain": "other"}, patterns) == "abc"

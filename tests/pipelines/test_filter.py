@@ -41,3 +41,29 @@ def test_thresholds_come_from_config():
 
 def test_longest_word_run():
     assert longest_word_run("Go, go go! GO now") == 4 and longest_word_run("") == 0
+
+
+def test_a_detected_language_other_than_the_declared_one_is_rejected():
+    row = {**GOOD, "language": "ru", "language_probability": 0.9, "declared_language": "en"}
+    assert decide(row, T) == ("reject", ["language_mismatch"])
+    assert decide({**row, "language_probability": 0.3}, T)[0] == "keep", "an unsure detection decides nothing"
+    assert decide({**row, "language": "en"}, T)[0] == "keep"
+
+
+def test_low_mean_word_probability_is_rejected():
+    row = {**GOOD, "mean_word_prob": 0.45}
+    assert decide(row, T) == ("reject", ["low_word_prob"])
+    assert decide({**row, "mean_word_prob": 0.8}, T)[0] == "keep"
+    assert decide(row, FilterConfig(min_mean_word_prob=0.0))[0] == "keep"
+
+
+def test_combined_confidence_rule():
+    from pipelines.confidence import fit
+
+    rows = [{**GOOD, "avg_logprob": lp} for lp in (-0.1, -0.2, -0.3, -0.9, -1.1, -1.3)]
+    model = fit(rows, [True, True, True, False, False, False]).to_dict()
+    t = FilterConfig(min_confidence=0.5, confidence_model=model)
+    assert decide(rows[0], t)[0] == "keep" and "low_confidence" in decide(rows[-1], t)[1]
+    assert "low_confidence" in decide(rows[3], t)[1] and "low_avg_logprob" not in decide(rows[3], t)[1]
+    with pytest.raises(ValueError, match="needs a confidence_model"):
+        FilterConfig(min_confidence=0.5)
