@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from corpus.datasheet import write_datasheet
 from corpus.release import ReleaseWriter, hours_by_domain_split
 from corpus.schema import SAMPLE_RATE, segment_id
 from corpus.shards import encode_flac
@@ -342,9 +343,13 @@ def run_build(config: BuildConfig, *, progress: bool = True) -> dict:
         t = time.perf_counter()
         info = _shard_and_commit(ray, recordings, rows, quarantine, store, config, summary, progress)
         stats.stage_seconds["shard+commit"] = round(time.perf_counter() - t, 3)
+    t = time.perf_counter()
+    datasheet = write_datasheet(store, config.release)
+    stats.stage_seconds["datasheet"] = round(time.perf_counter() - t, 3)
     stats.wall_seconds = time.perf_counter() - t0
     summary = make_summary(files, recordings, quarantine, rows, stats)
-    summary["release"] = {"name": info["name"], "store": store.uri, "counts": info["counts"]}
+    summary["release"] = {"name": info["name"], "store": store.uri, "counts": info["counts"],
+                          "datasheet": store.url(f"releases/{config.release}/datasheet.html") if datasheet else None}
     return summary
 
 
@@ -396,6 +401,8 @@ def format_summary(summary: dict) -> str:
         r = summary["release"]
         lines.append(f"release {r['name']} at {r['store']}: {r['counts']['kept']} kept of {r['counts']['segments']} "
                      f"segments in {r['counts']['shards']} shards")
+        if r.get("datasheet"):
+            lines.append(f"datasheet: {r['datasheet']}")
     return "\n".join(lines)
 
 

@@ -190,7 +190,7 @@ def heldout(rows: list[dict], base_keep: list[bool], target_share_bad: float, fo
         train = [i for i in range(len(rows)) if fold_of[i] != k]
         test = [i for i in range(len(rows)) if fold_of[i] == k]
         try:
-            model = fit([rows[i] for i in train], [rows[i]["wer"] <= GOOD_WER for i in train])
+            model = fit([rows[i] for i in train], [rows[i]["wer"] <= BAD_WER for i in train])
         except ValueError:
             continue  # a fold without both classes: nothing can be fitted; its recordings stay rejected
         scores = [model.score(r) for r in rows]
@@ -244,7 +244,7 @@ def calibrate(release: Release, gold: list[dict], *, target_share_bad: float = 0
     current = FilterConfig(**release.config().get("filter", {}))
     base = FilterConfig(**{**current.model_dump(), **PERMISSIVE, "min_confidence": 0.0, "confidence_model": None})
     base_keep = [decide(r, base)[0] == "keep" for r in rows]
-    model = fit(rows, [r["wer"] <= GOOD_WER for r in rows])
+    model = fit(rows, [r["wer"] <= BAD_WER for r in rows])
     scores = [model.score(r) for r in rows]
     result = {"target": {"share_bad_max": target_share_bad, "bad_wer": BAD_WER, "good_wer": GOOD_WER},
               "confidence_model": model.to_dict(), "domains": {},

@@ -133,6 +133,11 @@ def _run_calibrate(args) -> int:
     result = calibrate(release, gold, target_share_bad=args.target_bad_share)
     print(format_report(result))
     print(f"calibration saved to {save(release, result)}")
+    from corpus.datasheet import write_datasheet
+
+    store = open_store(args.store, endpoint_url=args.endpoint_url)
+    write_datasheet(store, args.release)
+    print(f"datasheet regenerated with the calibration curve: {store.url(f'releases/{args.release}/datasheet.html')}")
     if args.out:
         with open(args.out, "w") as fh:
             yaml.safe_dump(thresholds_fragment(result), fh, sort_keys=True)

@@ -49,8 +49,10 @@ LO_BIN, HI_BIN = 8, 120         # 250 Hz .. 3719 Hz (31.25 Hz bins)
 N_BINS = HI_BIN - LO_BIN        # 112 → 7 bits
 PEAK_DT, PEAK_DF = 10, 8        # a peak is the max of its (2*PEAK_DT+1) frames x (2*PEAK_DF+1) bins
 PEAK_FLOOR_DB = -90.0           # dB re a full-scale sine: below it nothing is a peak (silence, dither)
-PEAK_RANGE_DB = 45.0            # a peak must be within this of the loudest bin in the surrounding ±1 s
+PEAK_RANGE_DB = 20.0            # a peak must be within this of the loudest bin in the surrounding ±1 s
 LOCAL_SECONDS = 1.0
+HASH_FQ = 2                     # hash frequencies in 2-bin (62.5 Hz) steps
+HASH_DTQ = 2                    # hash time differences in 2-frame (20 ms) steps
 FAN_OUT = 5                     # targets per anchor
 MAX_DT = 63                     # target zone: 1..63 frames (6 bits)
 MAX_DF = 31                     # target zone: ±31 bins (6 bits)
@@ -184,7 +186,8 @@ def _landmarks(t: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ok = live & (dt >= 1) & (np.abs(df) <= MAX_DF) & (taken[:-k] < FAN_OUT)
         a = a[ok]
         taken[a] += 1
-        hashes.append((f[a].astype(np.uint32) << 12) | ((df[ok] + 32).astype(np.uint32) << 6) | dt[ok].astype(np.uint32))
+        fq, dfq = f[a] // HASH_FQ, (f[a + k] // HASH_FQ) - (f[a] // HASH_FQ)
+        hashes.append((fq.astype(np.uint32) << 12) | ((dfq + 32).astype(np.uint32) << 6) | (dt[ok] // HASH_DTQ).astype(np.uint32))
         times.append(t[a])
     if not hashes:
         return np.zeros(0, np.uint32), np.zeros(0, np.int32)
