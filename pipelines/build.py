@@ -54,6 +54,9 @@ from pipelines.sources import list_sources
 log = logging.getLogger(__name__)
 
 INGEST_DIR = "work/ingest"
+# label fields that go into each kept sample's JSON beside the manifest's (re-filters use the same)
+LABEL_EXTRA_FIELDS = ("language", "language_probability", "temperature", "words", "model_id", "decode_params",
+                      "pass_used", "first_pass", "second_pass")
 LABELS_DIR = "work/labels"
 
 
@@ -293,9 +296,7 @@ def _shard_and_commit(ray, recordings, rows, quarantine, store, config, summary,
             submit(i + window)
             for row in sorted(by_rec[rid], key=lambda r: r["segment_id"]):
                 label = row.pop("_label")
-                extra = {k: label.get(k) for k in ("language", "language_probability", "temperature", "words",
-                                                   "model_id", "decode_params", "pass_used", "first_pass",
-                                                   "second_pass")}
+                extra = {k: label.get(k) for k in LABEL_EXTRA_FIELDS}
                 extra.update(licence=recs[rid]["licence"])
                 if row["decision"] == "keep":
                     writer.add(row, flac=next(flacs), extra=extra)

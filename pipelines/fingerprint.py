@@ -141,32 +141,39 @@ def _resample(pcm: np.ndarray, rate: int) -> np.ndarray:
 
 
 def _sliding_max(x: np.ndarray, half: int, axis: int) -> np.ndarray:
-    """max over a window of 2*half+1 along axis (edges padded with -inf)."""
-    pad = [(0, 0)] * x.ndim
-    pad[axis] = (half, half)
-    padded = np.pad(x, pad, constant_values=-np.inf)
-    return np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1, axis=axis).max(axis=-1)
+    """Max over a window of 2*half+1 along ``axis`` (edges padded with -inf), in O(n) whatever the
+    window (van Herk / Gil-Werman: running maxima forward and backward within window-sized blocks)."""
+    w = 2 * half + 1
+    x = np.moveaxis(x, axis, 0)
+    n = x.shape[0]
+    blocks = -(-(n + w - 1) // w)
+    pad = [(half, blocks * w - n - half)] + [(0, 0)] * (x.ndim - 1)
+    p = np.pad(x, pad, constant_values=-np.inf).reshape(blocks, w, *x.shape[1:])
+    forward = np.maximum.accumulate(p, axis=1).reshape(blocks * w, *x.shape[1:])
+    backward = np.maximum.accumulate(p[:, ::-1], axis=1)[:, ::-1].reshape(blocks * w, *x.shape[1:])
+    return np.moveaxis(np.maximum(backward[:n], forward[w - 1:w - 1 + n]), 0, axis)
 
 
-def _spectrogram_db(pcm: np.ndarray) -> np.ndarray:
-    """(frames, N_BINS) magnitudes in dB re a full-scale sine, float32."""
+def _spectrogram(pcm: np.ndarray) -> np.ndarray:
+    """(frames, N_BINS) STFT magnitudes of the band, float32, scaled so a full-scale sine is ~1."""
     n_frames = 1 + (len(pcm) - N_FFT) // HOP
     frames = np.lib.stride_tricks.sliding_window_view(pcm, N_FFT)[::HOP][:n_frames]
     window = np.hanning(N_FFT + 2)[1:-1].astype(np.float32)
-    ref = window.sum() / 2                       # |X| of a full-scale sine at a bin centre
+    window /= window.sum() / 2                   # |X| of a full-scale sine at a bin centre → 1
     out = np.empty((n_frames, N_BINS), np.float32)
-    for s in range(0, n_frames, 4096):           # bounded memory for hour-long audio
-        spec = np.fft.rfft(frames[s:s + 4096] * window, axis=1)[:, LO_BIN:HI_BIN]
-        out[s:s + 4096] = np.abs(spec)
-    np.maximum(out, 1e-12, out=out)
-    return (20 * np.log10(out / ref)).astype(np.float32)
+    for s in range(0, n_frames, 1024):           # bounded memory for hour-long audio
+        out[s:s + 1024] = np.abs(np.fft.rfft(frames[s:s + 1024] * window, axis=1)[:, LO_BIN:HI_BIN])
+    return out
 
 
-def _peaks(db: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(frame, bin) of the landmark peaks, sorted by frame then bin."""
-    neigh = _sliding_max(_sliding_max(db, PEAK_DF, axis=1), PEAK_DT, axis=0)
-    local = _sliding_max(neigh.max(axis=1), int(LOCAL_SECONDS / FRAME_SECONDS), axis=0)
-    mask = (db == neigh) & (db > PEAK_FLOOR_DB) & (db >= local[:, None] - PEAK_RANGE_DB)
+def _peaks(mag: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(frame, bin) of the landmark peaks, sorted by frame then bin. All tests compare magnitudes
+    of this recording with each other (plus an absolute floor far below any speech), so a gain
+    change moves no peak."""
+    neigh = _sliding_max(_sliding_max(mag, PEAK_DF, axis=1), PEAK_DT, axis=0)
+    local = _sliding_max(neigh.max(axis=1), int(round(LOCAL_SECONDS / FRAME_SECONDS)), axis=0)
+    floor = np.maximum(local * np.float32(10 ** (-PEAK_RANGE_DB / 20)), np.float32(10 ** (PEAK_FLOOR_DB / 20)))
+    mask = (mag == neigh) & (mag >= floor[:, None])
     t, f = np.nonzero(mask)                      # row-major: sorted by t, then f
     return t.astype(np.int32), f.astype(np.int32)
 
@@ -206,7 +213,7 @@ def fingerprint(pcm: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Fingerprint:
         pcm = _resample(pcm, sample_rate)
     if pcm.size < MIN_SECONDS * SAMPLE_RATE or not np.isfinite(pcm).all():
         return Fingerprint.empty()
-    t, f = _peaks(_spectrogram_db(pcm))
+    t, f = _peaks(_spectrogram(pcm))
     return Fingerprint(*_landmarks(t, f))
 
 
@@ -225,34 +232,36 @@ def _expand(query: np.ndarray, sorted_keys: np.ndarray, max_postings: int | None
     return qi, starts + np.arange(total)
 
 
+def _match(a: Fingerprint, b: Fingerprint) -> tuple[int, int]:
+    """(number of the smaller fingerprint's hashes matching at the best offset ±1 frame, that
+    offset in frames as a.time - b.time)."""
+    if len(a) == 0 or len(b) == 0:
+        return 0, 0
+    order = np.argsort(b.hashes, kind="stable")
+    ia, ib = _expand(a.hashes, b.hashes[order])
+    if ia.size == 0:
+        return 0, 0
+    diff = a.times[ia].astype(np.int64) - b.times[order][ib]
+    lo = int(diff.min())
+    counts = np.bincount(diff - lo)
+    best = int(np.argmax(np.convolve(counts, np.ones(3, np.int64), mode="same")))   # index into counts
+    near = np.abs(diff - lo - best) <= 1
+    matched = np.unique((ia if len(a) <= len(b) else ib)[near]).size
+    first = max(best - 1, 0)                     # the offset: the busiest single frame of the window
+    return int(matched), lo + first + int(np.argmax(counts[first:best + 2]))
+
+
 def similarity(a: Fingerprint, b: Fingerprint) -> tuple[float, float]:
     """(score in [0, 1], offset in seconds): the share of the smaller fingerprint's hashes that match
     the other's at one consistent time offset (±1 frame), and that offset as the time in ``a`` at
-    which ``b`` starts (b trimmed by 2 s at its start → +2.0; a trimmed → negative).
+    which ``b`` starts (b = a with its first 2 s cut → +2.0; a = b with its first 2 s cut → -2.0).
 
     Empty or tiny fingerprints score 0: fewer than MIN_MATCHES aligned matches is no match, and the
     denominator is at least MIN_HASHES.
     """
-    if len(a) == 0 or len(b) == 0:
+    matched, offset = _match(a, b)
+    if matched == 0 or matched < MIN_MATCHES:
         return 0.0, 0.0
-    order = np.argsort(b.hashes, kind="stable")
-    bh, bt = b.hashes[order], b.times[order]
-    ia, ib = _expand(a.hashes, bh)
-    if ia.size == 0 or ia.size < MIN_MATCHES:
-        return 0.0, 0.0
-    diff = a.times[ia].astype(np.int64) - bt[ib]
-    lo = int(diff.min())
-    counts = np.bincount(diff - lo)
-    smooth = np.convolve(counts, np.ones(3, np.int64), mode="same")
-    best = int(np.argmax(smooth)) + lo
-    near = np.abs(diff - best) <= 1
-    small_is_a = len(a) <= len(b)
-    matched = np.unique((ia if small_is_a else ib)[near]).size
-    if matched < MIN_MATCHES:
-        return 0.0, 0.0
-    # the offset: the exact frame with most matches within the chosen ±1 window
-    first = max(best - lo - 1, 0)
-    offset = lo + first + int(np.argmax(counts[first:best - lo + 2]))
     score = matched / max(min(len(a), len(b)), MIN_HASHES)
     return float(min(score, 1.0)), float(offset * FRAME_SECONDS)
 

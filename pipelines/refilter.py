@@ -65,8 +65,9 @@ def _label_extras(store: Store, config: dict, recording_id: str) -> dict[str, di
         rows = pq.read_table(io.BytesIO(store.get_bytes(key))).to_pylist()
     except (ObjectNotFound, ValueError):
         return {}
-    fields = ("language", "language_probability", "temperature", "words", "model_id", "decode_params")
-    return {r["segment_id"]: {k: r.get(k) for k in fields} for r in rows if r.get("segment_id")}
+    from pipelines.build import LABEL_EXTRA_FIELDS
+
+    return {r["segment_id"]: {k: r.get(k) for k in LABEL_EXTRA_FIELDS} for r in rows if r.get("segment_id")}
 
 
 def refilter_release(store: Store, source: str, release: str, *, thresholds: dict | None = None,
