@@ -12,6 +12,8 @@ one with `infra/local.sh start`; without it Prefect starts a temporary local ser
   build-corpus/manual        maintainers: prefect deployment run 'build-corpus/manual' -p release=v2
   refilter/manual            prefect deployment run 'refilter/manual' -p source_release=v1 \\
                                -p release=v1-strict -p store=s3://b/p -p 'thresholds={"min_avg_logprob": -0.5}'
+  train/manual               prefect deployment run 'train/manual' -p store=s3://b/p -p release=v1 \
+                               -p run=r1 -p max_steps=2000
 
 Runs until interrupted; each flow run executes in a subprocess of this one.
 """

@@ -4,7 +4,7 @@
   sources hold audio that the newest release has not seen;
 - ``build-corpus/on-new-audio``: polls the sources every N minutes, same rule: a build starts
   only when new audio has landed;
-- ``build-corpus/manual`` and ``refilter/manual``: for maintainers, e.g.
+- ``build-corpus/manual``, ``refilter/manual`` and ``train/manual``: for maintainers, e.g.
   ``prefect deployment run 'build-corpus/manual' -p release=v2``.
 """
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flows.build_corpus import build_corpus, refilter
+from flows.train import train
 
 DEFAULT_CRON = "0 2 * * *"
 
@@ -28,6 +29,7 @@ def make_deployments(config: str | None = None, *, cron: str = DEFAULT_CRON, pol
                                    parameters={**base, "release": "auto-{now}", "only_if_new_audio": True}),
         build_corpus.to_deployment(name="manual", tags=["corpus"], parameters=base),
         refilter.to_deployment(name="manual", tags=["corpus"]),
+        train.to_deployment(name="manual", tags=["training"]),
     ]
 
 

@@ -59,14 +59,17 @@ def add_cli(subparsers) -> argparse.ArgumentParser:
                    help="continue the run from its latest checkpoint (settings not given are the run's own)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default auto: CUDA when present (with AMP)")
     p.add_argument("--endpoint-url", metavar="URL", help="S3 endpoint (MinIO, moto); default: $AWS_ENDPOINT_URL")
-    p.add_argument("--config", metavar="FILE", help="YAML of further settings (any field of training.config.TrainConfig); "
-                                                    "command-line options win")
+    p.add_argument("--config", metavar="FILE",
+                   help="YAML of further settings (any field of training.config.TrainConfig); command-line options win")
     p.add_argument("--seed", type=int, help="seed of the model, the data order and the masks (default 0)")
     p.add_argument("--num-workers", type=int, metavar="N", help="DataLoader worker processes (default 1)")
     p.add_argument("--batch-seconds", type=float, metavar="S", help="audio seconds per batch (default 60)")
     p.add_argument("--log-every", type=int, metavar="N", help="steps between training-loss rows (default 10)")
     p.add_argument("--eval-every", type=int, metavar="N", help="steps between evaluations (default 200)")
     p.add_argument("--checkpoint-every", type=int, metavar="N", help="steps between checkpoints (default 200)")
+    p.add_argument("--eval-splits", metavar="LIST",
+                   help="comma-separated splits to evaluate on (default validation,test; 'train' for a release "
+                        "without held-out data, reported as such)")
     p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads")
     p.add_argument("--fail-on-corrupt-shard", action="store_true", default=None,
                    help="stop when a shard fails its checksum (default: skip it and count it)")
@@ -75,8 +78,8 @@ def add_cli(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(args) -> "TrainConfig":  # noqa: F821
-    """The run's config: --config file, then (on --resume) the run's saved config, then the options given."""
+def config_from_args(args):
+    """The run's TrainConfig: --config file, then (on --resume) the run's saved config, then the options given."""
     import yaml
 
     from corpus.store import open_store
@@ -92,6 +95,8 @@ def config_from_args(args) -> "TrainConfig":  # noqa: F821
     given = {k: getattr(args, k) for k in _FIELDS if getattr(args, k, None) is not None}
     if args.fail_on_corrupt_shard:
         given["fail_on_corrupt_shard"] = True
+    if args.eval_splits:
+        given["eval_splits"] = [s.strip() for s in args.eval_splits.split(",") if s.strip()]
     data.update(given)
     missing = [f"--{k}" for k in ("store", "run") if not data.get(k)]
     if missing:

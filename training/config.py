@@ -50,7 +50,8 @@ class SpecAugmentConfig(BaseModel):
 # not which samples are trained on or how.
 RESUMABLE_CHANGES = frozenset({
     "max_steps", "max_hours", "resume", "device", "endpoint_url", "log_every", "eval_every", "checkpoint_every",
-    "keep_checkpoints", "eval_max_samples", "fail_on_corrupt_shard", "threads", "spool_bytes", "log_samples",
+    "keep_checkpoints", "eval_max_samples", "eval_splits", "fail_on_corrupt_shard", "threads", "spool_bytes",
+    "log_samples", "amp",
 })
 
 
@@ -73,7 +74,8 @@ class TrainConfig(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = Field(default=True, description="mixed precision on CUDA (bf16 where supported, else fp16)")
     seed: int = 0
-    threads: int | None = Field(default=None, ge=1, description="torch CPU threads (default: torch's choice)")
+    threads: int | None = Field(default=None, ge=1, description="torch CPU threads (default on CPU: the cores "
+                                                                "left after the DataLoader workers, at least 1)")
 
     batch_seconds: float = Field(default=60.0, gt=0, description="audio seconds per batch (dynamic batching)")
     shuffle_buffer: int = Field(default=256, ge=1, description="samples held per domain stream for shuffling")

@@ -191,12 +191,13 @@ def pick_clean_domains(stats: dict[str, DomainStats]) -> tuple[list[str], str]:
     return sorted(stats), "no confidences and no domain named as clean: all domains"
 
 
-def default_curriculum(stats: dict[str, DomainStats], clean_domains: list[str] | None = None) -> tuple[CurriculumSpec, str]:
+def default_curriculum(stats: dict[str, DomainStats],
+                       clean_domains: list[str] | None = None) -> tuple[CurriculumSpec, str]:
     """The built-in schedule: short, confident, clean-domain samples first, then every domain.
 
     1. ``clean-short`` (first 20% of the run): only the clean domain(s), samples no longer than
        their median duration and (when the release has confidences) no less confident than
-       their median ``avg_logprob``;
+       the median ``avg_logprob`` of those short ones;
     2. ``widen`` (next 30%): weights move linearly to hours-proportional over all domains,
        samples up to the 90th percentile of duration;
     3. ``all``: hours-proportional, no filters.
@@ -208,15 +209,17 @@ def default_curriculum(stats: dict[str, DomainStats], clean_domains: list[str] |
         clean, why = list(clean_domains), "given in the config"
     else:
         clean, why = pick_clean_domains(stats)
-    durations = [d for name in clean for d in stats[name].durations]
-    confidences = [c for name in clean for c in stats[name].confidences if c is not None]
+    pairs = [(d, c) for name in clean for d, c in zip(stats[name].durations, stats[name].confidences)]
+    max_duration = _round_up(_median([d for d, _ in pairs]), 2)
+    # the confidence median among the samples short enough, so both filters together keep some
+    confidences = [c for d, c in pairs if d <= max_duration and c is not None]
+    min_confidence = _round_down(_median(confidences), 4) if confidences else None
     every = sorted(d for s in stats.values() for d in s.durations)
-    first = Filters(max_duration=round(_median(durations), 2),
-                    min_confidence=round(_median(confidences), 4) if confidences else None)
+    first = Filters(max_duration=max_duration, min_confidence=min_confidence)
     spec = CurriculumSpec(name="default", phases=[
         Phase(name="clean-short", fraction=0.2, weights={d: stats[d].hours for d in clean}, filters=first),
         Phase(name="widen", fraction=0.3, weights="hours", interpolate=True,
-              filters=Filters(max_duration=round(every[min(len(every) - 1, int(0.9 * len(every)))], 2))),
+              filters=Filters(max_duration=_round_up(every[min(len(every) - 1, int(0.9 * len(every)))], 2))),
         Phase(name="all", weights="hours"),
     ])
     return spec, f"clean domain(s) {clean}: {why}"
@@ -225,6 +228,17 @@ def default_curriculum(stats: dict[str, DomainStats], clean_domains: list[str] |
 def uniform_curriculum() -> CurriculumSpec:
     """The baseline: one phase, every domain in proportion to its training hours, no filters."""
     return CurriculumSpec(name="uniform", phases=[Phase(name="uniform", weights="hours")])
+
+
+def _round_up(value: float, digits: int) -> float:
+    """Round so that a filter at the result keeps ``value`` (a hair of float noise ignored)."""
+    scale = 10**digits
+    return math.ceil(value * scale - 1e-6) / scale
+
+
+def _round_down(value: float, digits: int) -> float:
+    scale = 10**digits
+    return math.floor(value * scale + 1e-6) / scale
 
 
 def _median(values: list[float]) -> float | None:

@@ -12,7 +12,6 @@ the DataLoader's round-robin (worker 0 first) carries on with the worker whose t
 from __future__ import annotations
 
 import json
-import logging
 
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
@@ -23,8 +22,6 @@ from corpus.store import open_store
 from training.curriculum import Schedule
 from training.features import CharVocab, LogMel, pad_features
 from training.stream import Item, ShardReader, epoch_order, make_slot_stream
-
-log = logging.getLogger(__name__)
 
 
 def collate(items: list[Item], vocab: CharVocab, logmel: LogMel) -> dict:
@@ -120,7 +117,10 @@ class EvalSet:
         rows = sorted((r for r in shards if r["split"] == split and r["domain"] == domain), key=lambda r: r["url"])
         reader = ShardReader(store, fail_on_corrupt=fail_on_corrupt, spool_bytes=spool_bytes)
         self.items: list[Item] = []
-        for pos, row in enumerate(epoch_order(rows, domain=domain, epoch=0, seed=seed, slot=0, slots=1)):
+        order = epoch_order(rows, domain=domain, epoch=0, seed=seed, slot=0, slots=1)
+        for pos, row in enumerate(order):
+            if pos + 1 < len(order) and len(self.items) + row["samples"] < max_samples:
+                reader.prefetch(order[pos + 1])
             items = reader.items(row, domain, 0, pos)
             if items is None:
                 continue

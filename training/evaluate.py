@@ -1,6 +1,8 @@
 """Greedy CTC decoding and per-domain error rates on held-out splits."""
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 
 from corpus.text import char_error_rate, normalize_text, word_error_rate
@@ -31,8 +33,11 @@ def error_counts(reference: str, hypothesis: str) -> tuple[float, int, float, in
 
 @torch.no_grad()
 def evaluate(model, sets: list[EvalSet], *, vocab: CharVocab, logmel: LogMel, device: torch.device,
-             batch_seconds: float, autocast=None) -> list[dict]:
-    """One row per (domain, split): samples, seconds, mean loss, CER, WER and an example."""
+             batch_seconds: float, autocast=nullcontext) -> list[dict]:
+    """One row per (domain, split): samples, seconds, mean loss, CER, WER and an example.
+
+    ``autocast`` makes the context the forward pass runs in (mixed precision on CUDA).
+    """
     was_training = model.training
     model.eval()
     rows = []
@@ -42,7 +47,7 @@ def evaluate(model, sets: list[EvalSet], *, vocab: CharVocab, logmel: LogMel, de
             example = None
             for items in eval_set.batches(batch_seconds):
                 batch = collate(items, vocab, logmel)
-                with autocast() if autocast else torch.autocast(device.type, enabled=False):
+                with autocast():
                     log_probs, out_lengths = model(batch["feats"].to(device), batch["feat_lengths"].to(device))
                 losses.extend(ctc_losses(log_probs, out_lengths, batch["targets"].to(device),
                                          batch["target_lengths"].to(device)).tolist())

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torchaudio
@@ -41,13 +42,9 @@ class CharVocab:
     def decode(self, ids) -> str:
         return "".join(self.chars[i - 1] for i in ids if 0 < i <= len(self.chars))
 
-    @property
+    @cached_property
     def _index(self) -> dict[str, int]:
-        cached = self.__dict__.get("_index_cache")
-        if cached is None:
-            cached = {c: i + 1 for i, c in enumerate(self.chars)}
-            object.__setattr__(self, "_index_cache", cached)
-        return cached
+        return {c: i + 1 for i, c in enumerate(self.chars)}
 
     def to_json(self) -> str:
         return json.dumps({"blank": BLANK, "chars": list(self.chars)}, ensure_ascii=False)

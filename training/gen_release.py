@@ -40,7 +40,8 @@ def build_gen_release(audio_dir: str | Path, store: Store, name: str, *, every: 
             split = "validation" if n % every == every - 2 else "test" if n % every == every - 1 else "train"
             a = round(max(0.0, float(utt["start"]) - PAD_SECONDS) * SAMPLE_RATE)
             b = round(min(audio.duration, float(utt["end"]) + PAD_SECONDS) * SAMPLE_RATE)
-            row = {"segment_id": segment_id(rec, a / SAMPLE_RATE, b / SAMPLE_RATE), "recording_id": rec,
+            sid = segment_id(rec, a / SAMPLE_RATE, b / SAMPLE_RATE)
+            row = {"segment_id": sid, "recording_id": rec, "group": sid,  # the split is assigned per utterance
                    "source_uri": (audio_dir / file).resolve().as_uri(), "domain": domain, "split": split,
                    "start": a / SAMPLE_RATE, "end": b / SAMPLE_RATE, "text": utt["text"], "avg_logprob": None,
                    "no_speech_prob": None, "compression_ratio": None, "decision": "keep", "reasons": []}

@@ -13,10 +13,10 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import platform
 import random
 import time
-from collections import defaultdict
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -109,6 +109,63 @@ def _identity(config: TrainConfig) -> dict:
     return config.model_dump(mode="json", exclude=set(RESUMABLE_CHANGES))
 
 
+@dataclass
+class Progress:
+    """Where a run stands: what a checkpoint carries besides model and optimiser (all JSON-able)."""
+
+    step: int = 0
+    audio_seconds: float = 0.0
+    wall_seconds: float = 0.0  # up to the checkpoint this run resumed from
+    device_seconds: float = 0.0
+    data_wait_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    worker_states: dict = field(default_factory=dict)  # logical DataLoader worker -> its stream position
+    counts: dict = field(default_factory=dict)  # phase -> domain -> {"samples", "seconds"}
+    weight_sums: dict = field(default_factory=dict)  # phase -> domain -> sum of planned weights over its steps
+    steps_in_phase: dict = field(default_factory=dict)
+    interval: dict = field(default_factory=dict)  # "all" | domain -> loss sums since the last train row
+
+    def record(self, batch: dict, phase: str, weights: dict[str, float], losses: list[float]) -> list[dict]:
+        """Count one trained batch; returns its per-sample rows (key, domain, phase, seconds)."""
+        self.step += 1
+        self.audio_seconds += sum(batch["durations"])
+        self.worker_states[batch["worker"]] = json.loads(batch["state"])
+        self.steps_in_phase[phase] = self.steps_in_phase.get(phase, 0) + 1
+        sums = self.weight_sums.setdefault(phase, {})
+        for domain, w in weights.items():
+            sums[domain] = sums.get(domain, 0.0) + w
+        rows = []
+        for key, domain, seconds, loss in zip(batch["keys"], batch["domains"], batch["durations"], losses):
+            count = self.counts.setdefault(phase, {}).setdefault(domain, {"samples": 0, "seconds": 0.0})
+            count["samples"] += 1
+            count["seconds"] += seconds
+            for name in ("all", domain):
+                acc = self.interval.setdefault(name, {"loss": 0.0, "samples": 0, "seconds": 0.0})
+                acc["loss"] += loss
+                acc["samples"] += 1
+                acc["seconds"] += seconds
+            rows.append({"step": self.step, "key": key, "domain": domain, "phase": phase, "seconds": seconds})
+        return rows
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "worker_states": {str(k): v for k, v in self.worker_states.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Progress":
+        return cls(**{**data, "worker_states": {int(k): v for k, v in data["worker_states"].items()}})
+
+    def data_problems(self) -> dict:
+        """Corrupt shard skips, filtered samples and too-long samples over all workers' streams."""
+        corrupt: dict[str, int] = {}
+        filtered = too_long = 0
+        for state in self.worker_states.values():
+            for url, n in state["corrupt"].items():
+                corrupt[url] = corrupt.get(url, 0) + n
+            too_long += state["too_long"]
+            filtered += sum(s["filtered"] for s in state["streams"].values())
+        return {"corrupt_shards": corrupt, "filtered": filtered, "too_long": too_long}
+
+
 class _Trainer:
     def __init__(self, config: TrainConfig):
         self.config = config
@@ -120,24 +177,27 @@ class _Trainer:
         self.stats = domain_stats(manifest)
         self.run = RunDir(run_store(store, config.run))
         self.device = _device(config.device)
-        self.checkpoint = None
         spec, self.curriculum_note = _curriculum(config, self.stats)
         config = self.config = config.model_copy(update={"curriculum": spec})  # saved and compared inline
+        self.checkpoint = None
         if config.resume:
-            self.checkpoint = self.run.load_checkpoint()
-            if self.checkpoint is None:
-                raise RunError(f"nothing to resume: no checkpoint under {self.run.store.uri}")
-            saved = _identity(config_from_dict(self.checkpoint["config"], source="the run's saved config"))
+            if not self.run.store.exists("config.json"):
+                raise RunError(f"nothing to resume: no run {config.run!r} at {self.run.store.uri}")
+            saved = _identity(config_from_dict(self.run.get_json("config.json"), source="the run's saved config"))
             changed = sorted(k for k, v in _identity(config).items() if saved.get(k) != v)
             if changed:
                 raise RunError(f"run {config.run!r} was started with other settings for {changed}; a resumed run "
                                f"may change only {sorted(RESUMABLE_CHANGES)}")
+            self.checkpoint = self.run.load_checkpoint()
+            if self.checkpoint is None:
+                log.warning("run %s stopped before its first checkpoint: starting it again from step 0", config.run)
+        elif self.run.started():
+            raise RunError(f"run {config.run!r} already exists at {self.run.store.uri}; pass --resume to continue "
+                           "it, or choose another run name")
+        if self.checkpoint is not None:
             self.schedule = Schedule.from_dict(self.checkpoint["schedule"])
             self.vocab = CharVocab.from_json(self.checkpoint["vocab"])
         else:
-            if self.run.started():
-                raise RunError(f"run {config.run!r} already exists at {self.run.store.uri}; pass --resume to continue "
-                               "it, or choose another run name")
             self.schedule = resolve(spec, self.stats, release=config.release, max_steps=config.max_steps,
                                     max_hours=config.max_hours)
             texts = [r["text"] for r in manifest if r["decision"] == "keep" and r["split"] == "train"]
@@ -180,6 +240,22 @@ class _Trainer:
             log.warning("no evaluation data for %s", ", ".join(f"{m['domain']}/{m['split']}" for m in missing))
         return sets, missing, corrupt
 
+    def _loader(self, progress: Progress) -> DataLoader:
+        config = self.config
+        dataset = StreamingDataset(
+            store_uri=config.store, endpoint_url=config.endpoint_url, release=config.release, shards=self.train_shards,
+            schedule=self.schedule, vocab=self.vocab, n_mels=config.model.n_mels, seed=config.seed,
+            batch_seconds=config.batch_seconds, shuffle_buffer=config.shuffle_buffer,
+            fail_on_corrupt=config.fail_on_corrupt_shard, spool_bytes=config.spool_bytes)
+        if progress.step:
+            dataset.load_position(self._data_position(progress))
+        workers = config.num_workers
+        return DataLoader(dataset, batch_size=None, num_workers=workers, pin_memory=self.device.type == "cuda",
+                          prefetch_factor=4 if workers else None)
+
+    def _data_position(self, progress: Progress) -> dict:
+        return StreamingDataset.position(progress.step, max(self.config.num_workers, 1), 0, progress.worker_states)
+
     # ------------------------------------------------------------------ the loop
 
     def fit(self) -> TrainResult:
@@ -188,240 +264,201 @@ class _Trainer:
         try:
             if self.config.threads:
                 torch.set_num_threads(self.config.threads)
+            elif self.device.type == "cpu":
+                # leave the DataLoader workers their cores: OpenMP threads that share a core with another
+                # busy process spin at every barrier, and steps get up to ten times slower
+                cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+                torch.set_num_threads(max(1, (cores or 1) - self.config.num_workers))
             torch.use_deterministic_algorithms(True, warn_only=True)
             return self._fit()
         finally:
             torch.set_num_threads(threads)
             torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
 
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=self.amp_dtype) if self.use_amp else nullcontext()
+
     def _fit(self) -> TrainResult:
         config, device = self.config, self.device
-        model, optimizer = self._model()
-        use_amp = config.amp and device.type == "cuda"
-        amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-        scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-
-        def autocast():
-            return torch.autocast("cuda", dtype=amp_dtype) if use_amp else nullcontext()
-
-        augment = SpecAugment(freq_masks=config.spec_augment.freq_masks, freq_width=config.spec_augment.freq_width,
-                              time_masks=config.spec_augment.time_masks, time_width=config.spec_augment.time_width)
-        step, audio_seconds, wall_base, device_seconds, data_wait, eval_seconds = 0, 0.0, 0.0, 0.0, 0.0, 0.0
-        states: dict[int, dict] = {}
-        counts: dict = defaultdict(lambda: defaultdict(lambda: {"samples": 0, "seconds": 0.0}))
-        weight_sums: dict = defaultdict(lambda: defaultdict(float))
-        steps_in_phase: dict = defaultdict(int)
-        metrics: list[dict] = []
-        data_position = None
+        self.model, self.optimizer = self._model()
+        self.use_amp = config.amp and device.type == "cuda"
+        self.amp_dtype = torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
+        spec = config.spec_augment
+        self.augment = SpecAugment(freq_masks=spec.freq_masks, freq_width=spec.freq_width,
+                                   time_masks=spec.time_masks, time_width=spec.time_width)
+        self.logmel = LogMel(config.model.n_mels)
+        self.metrics: list[dict] = []
+        self.sample_rows: list[dict] = []
+        self.eval_sets = None
+        self.eval_missing, self.eval_corrupt, self.last_eval, self.last_eval_step = [], {}, [], None
+        self.last_checkpoint = None
+        progress = Progress()
         if self.checkpoint is not None:
             ck = self.checkpoint
-            model.load_state_dict(ck["model"])
-            optimizer.load_state_dict(ck["optimizer"])
+            self.model.load_state_dict(ck["model"])
+            self.optimizer.load_state_dict(ck["optimizer"])
             if ck.get("scaler"):
-                scaler.load_state_dict(ck["scaler"])
-            step, audio_seconds = ck["step"], ck["audio_seconds"]
-            wall_base, device_seconds = ck["wall_seconds"], ck["device_seconds"]
-            data_wait, eval_seconds = ck["data_wait_seconds"], ck["eval_seconds"]
-            data_position = ck["data"]
-            states = {int(k): v for k, v in data_position["states"].items()}
-            for phase, by_domain in ck["counts"].items():
-                for domain, value in by_domain.items():
-                    counts[phase][domain] = dict(value)
-            for phase, sums in ck["weight_sums"].items():
-                weight_sums[phase].update(sums)
-            steps_in_phase.update(ck["steps_in_phase"])
-            metrics = [r for r in self.run.get_rows("metrics.parquet") if r["step"] <= step]
-            self.run.drop_samples_after(step)
-            log.info("resuming run %s at step %d (%.3f h of audio seen)", config.run, step, audio_seconds / 3600)
+                self.scaler.load_state_dict(ck["scaler"])
+            progress = Progress.from_dict({**ck["progress"], "worker_states": ck["data"]["states"]})
+            self.metrics = [r for r in self.run.get_rows("metrics.parquet") if r["step"] <= progress.step]
+            self.run.drop_samples_after(progress.step)
+            self.last_checkpoint = self.run.store.url(f"checkpoints/step-{progress.step:08d}.pt")
+            log.info("resuming run %s at step %d (%.3f h of audio seen)", config.run, progress.step,
+                     progress.audio_seconds / 3600)
+        self.t_start, self.wall_base = time.perf_counter(), progress.wall_seconds
 
-        dataset = StreamingDataset(
-            store_uri=config.store, endpoint_url=config.endpoint_url, release=config.release, shards=self.train_shards,
-            schedule=self.schedule, vocab=self.vocab, n_mels=config.model.n_mels, seed=config.seed,
-            batch_seconds=config.batch_seconds, shuffle_buffer=config.shuffle_buffer,
-            fail_on_corrupt=config.fail_on_corrupt_shard, spool_bytes=config.spool_bytes)
-        dataset.load_position(data_position)
-        workers = config.num_workers
-        loader = DataLoader(dataset, batch_size=None, num_workers=workers, pin_memory=device.type == "cuda",
-                            prefetch_factor=4 if workers else None)
-
-        eval_sets, eval_missing, eval_corrupt = None, [], {}
-        logmel = LogMel(config.model.n_mels)
-        last_eval: list[dict] = []
-        last_eval_step = None
-        last_checkpoint = self.run.store.url(f"checkpoints/step-{step:08d}.pt") if self.checkpoint else None
-        sample_rows: list[dict] = []
-        interval: dict = defaultdict(lambda: {"loss": 0.0, "samples": 0, "seconds": 0.0})
-        if self.checkpoint is not None:
-            interval.update({k: dict(v) for k, v in self.checkpoint["interval"].items()})
-        t_start = time.perf_counter()
-
-        def wall() -> float:
-            return wall_base + time.perf_counter() - t_start
-
-        def done() -> bool:
-            return ((config.max_steps is not None and step >= config.max_steps)
-                    or (config.max_hours is not None and audio_seconds / 3600 >= config.max_hours))
-
-        def common(**row) -> dict:
-            return {"step": step, "audio_hours": audio_seconds / 3600, "wall_seconds": wall(),
-                    "device_seconds": device_seconds, "phase": None, "samples": None, "seconds": None,
-                    "loss": None, "cer": None, "wer": None, "lr": None, "split": None, **row}
-
-        def run_eval():
-            nonlocal eval_sets, eval_missing, eval_corrupt, last_eval, last_eval_step, eval_seconds
-            t0 = time.perf_counter()
-            if eval_sets is None:
-                eval_sets, eval_missing, eval_corrupt = self._eval_sets()
-            last_eval = evaluate(model, eval_sets, vocab=self.vocab, logmel=logmel, device=device,
-                                 batch_seconds=config.batch_seconds, autocast=autocast if use_amp else None)
-            last_eval_step = step
-            eval_seconds += time.perf_counter() - t0
-            for row in last_eval:
-                metrics.append(common(kind="eval", split=row["split"], domain=row["domain"], samples=row["samples"],
-                                      seconds=row["seconds"], loss=row["loss"], cer=row["cer"], wer=row["wer"]))
-            summary = ", ".join(f"{r['domain']}/{r['split']} CER {r['cer']:.3f}" for r in last_eval
-                                if r["cer"] is not None)
-            log.info("step %d eval: %s", step, summary or "no evaluation data")
-
-        def save():
-            nonlocal last_checkpoint
-            if config.log_samples:
-                self.run.put_samples(sample_rows, SAMPLES)
-                sample_rows.clear()
-            self.run.put_table("metrics.parquet", metrics, METRICS)
-            payload = {
-                "format": 1, "step": step, "audio_seconds": audio_seconds, "wall_seconds": wall(),
-                "device_seconds": device_seconds, "data_wait_seconds": data_wait, "eval_seconds": eval_seconds,
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-                "data": StreamingDataset.position(step, max(workers, 1), 0, states),
-                "counts": {p: {d: dict(v) for d, v in by.items()} for p, by in counts.items()},
-                "weight_sums": {p: dict(s) for p, s in weight_sums.items()},
-                "steps_in_phase": dict(steps_in_phase), "interval": {k: dict(v) for k, v in interval.items()},
-                "config": self.config.model_dump(mode="json"), "schedule": self.schedule.to_dict(),
-                "vocab": self.vocab.to_json(), "curriculum_note": self.curriculum_note,
-            }
-            last_checkpoint = self.run.save_checkpoint(step, payload, keep=config.keep_checkpoints)
-            log.info("step %d: checkpoint %s", step, last_checkpoint)
-
-        model.train()
-        if not done():
+        self.model.train()
+        if not self._done(progress):
             t_wait = time.perf_counter()
-            for batch in loader:
-                data_wait += time.perf_counter() - t_wait
-                if batch["index"] != step:
-                    raise RuntimeError(f"data stream out of order: batch {batch['index']} arrived for step {step}")
-                phase = self.schedule.phases[batch["phase"]].name
-                _, weights = self.schedule.at(batch["position"])
-                torch.manual_seed(step_seed(config.seed, step))
-                t0 = time.perf_counter()
-                feats = batch["feats"].to(device, non_blocking=True)
-                lengths = batch["feat_lengths"].to(device)
-                if config.spec_augment.enabled:
-                    feats = augment(feats)
-                lr = lr_at(step, peak=config.lr, warmup=config.warmup_steps)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                with autocast():
-                    log_probs, out_lengths = model(feats, lengths)
-                per_sample = ctc_losses(log_probs, out_lengths, batch["targets"].to(device),
-                                        batch["target_lengths"].to(device))
-                loss = per_sample.mean()
-                if not torch.isfinite(loss) and not scaler.is_enabled():
-                    raise RuntimeError(f"step {step}: the loss is {loss.item()} (keys {batch['keys'][:4]} ...)")
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                per_sample = per_sample.detach().cpu().tolist()
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                device_seconds += time.perf_counter() - t0
-
-                step += 1
-                audio_seconds += sum(batch["durations"])
-                states[batch["worker"]] = json.loads(batch["state"])
-                steps_in_phase[phase] += 1
-                for domain, w in weights.items():
-                    weight_sums[phase][domain] += w
-                for key, domain, seconds, value in zip(batch["keys"], batch["domains"], batch["durations"], per_sample):
-                    counts[phase][domain]["samples"] += 1
-                    counts[phase][domain]["seconds"] += seconds
-                    for name in ("all", domain):
-                        interval[name]["loss"] += value
-                        interval[name]["samples"] += 1
-                        interval[name]["seconds"] += seconds
-                    if config.log_samples:
-                        sample_rows.append({"step": step, "key": key, "domain": domain, "phase": phase,
-                                            "seconds": seconds})
-                finished = done()
-                if step % config.log_every == 0 or finished:
-                    for name, acc in sorted(interval.items()):
-                        metrics.append(common(kind="train", split="train", domain=name, phase=phase,
-                                              samples=acc["samples"], seconds=acc["seconds"],
-                                              loss=acc["loss"] / acc["samples"], lr=lr))
-                    log.info("step %d [%s] loss %.3f lr %.2e, %.3f h audio, %.1f audio s/s", step, phase,
-                             interval["all"]["loss"] / interval["all"]["samples"], lr, audio_seconds / 3600,
-                             audio_seconds / max(wall(), 1e-9))
-                    interval.clear()
-                if step % config.eval_every == 0 or finished:
-                    run_eval()
-                if step % config.checkpoint_every == 0 or finished:
-                    save()
+            for batch in self._loader(progress):
+                progress.data_wait_seconds += time.perf_counter() - t_wait
+                self._step(batch, progress)
+                finished = self._done(progress)
+                if progress.step % config.log_every == 0 or finished:
+                    self._log_train(progress)
+                if progress.step % config.eval_every == 0 or finished:
+                    self._evaluate(progress)
+                if progress.step % config.checkpoint_every == 0 or finished:
+                    self._save(progress)
                 if finished:
                     break
                 t_wait = time.perf_counter()
-        if last_eval_step != step:
-            run_eval()
-        if last_checkpoint is None:
-            save()
-        self.run.put_table("metrics.parquet", metrics, METRICS)
-        return self._finish(model, step, audio_seconds, wall(), device_seconds, data_wait, eval_seconds, states,
-                            counts, weight_sums, steps_in_phase, metrics, last_eval, last_eval_step, eval_missing,
-                            eval_corrupt, last_checkpoint)
+        if self.last_eval_step != progress.step:
+            self._evaluate(progress)
+        if self.last_checkpoint is None:
+            self._save(progress)
+        self.run.put_table("metrics.parquet", self.metrics, METRICS)
+        return self._finish(progress)
 
-    def _finish(self, model, step, audio_seconds, wall_seconds, device_seconds, data_wait, eval_seconds, states,
-                counts, weight_sums, steps_in_phase, metrics, last_eval, last_eval_step, eval_missing, eval_corrupt,
-                last_checkpoint) -> TrainResult:
-        corrupt: dict[str, int] = {}
-        filtered = too_long = 0
-        for state in states.values():
-            for url, n in state["corrupt"].items():
-                corrupt[url] = corrupt.get(url, 0) + n
-            too_long += state["too_long"]
-            filtered += sum(s["filtered"] for s in state["streams"].values())
-        realised = report_mod.realised_table(counts)
+    def _wall(self) -> float:
+        return self.wall_base + time.perf_counter() - self.t_start
+
+    def _done(self, progress: Progress) -> bool:
+        config = self.config
+        return ((config.max_steps is not None and progress.step >= config.max_steps)
+                or (config.max_hours is not None and progress.audio_seconds / 3600 >= config.max_hours))
+
+    def _step(self, batch: dict, progress: Progress) -> None:
+        """One optimiser step on ``batch``, then count it."""
+        config, device, step = self.config, self.device, progress.step
+        if batch["index"] != step:
+            raise RuntimeError(f"data stream out of order: batch {batch['index']} arrived for step {step}")
+        torch.manual_seed(step_seed(config.seed, step))  # SpecAugment and dropout: a function of the step
+        t0 = time.perf_counter()
+        feats = batch["feats"].to(device, non_blocking=True)
+        if config.spec_augment.enabled:
+            feats = self.augment(feats)
+        self.lr = lr_at(step, peak=config.lr, warmup=config.warmup_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr
+        with self._autocast():
+            log_probs, out_lengths = self.model(feats, batch["feat_lengths"].to(device))
+        losses = ctc_losses(log_probs, out_lengths, batch["targets"].to(device), batch["target_lengths"].to(device))
+        loss = losses.mean()
+        if not torch.isfinite(loss) and not self.scaler.is_enabled():
+            raise RuntimeError(f"step {step}: the loss is {loss.item()} (keys {batch['keys'][:4]} ...)")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        losses = losses.detach().cpu().tolist()  # waits for the device
+        progress.device_seconds += time.perf_counter() - t0
+        phase = self.last_phase = self.schedule.phases[batch["phase"]].name
+        rows = progress.record(batch, phase, self.schedule.at(batch["position"])[1], losses)
+        if config.log_samples:
+            self.sample_rows.extend(rows)
+
+    def _row(self, progress: Progress, at: float, **values) -> dict:
+        return {"step": progress.step, "audio_hours": progress.audio_seconds / 3600, "wall_seconds": at,
+                "device_seconds": progress.device_seconds, "phase": None, "samples": None, "seconds": None,
+                "loss": None, "cer": None, "wer": None, "lr": None, "split": None, **values}
+
+    def _log_train(self, progress: Progress) -> None:
+        at = self._wall()
+        phase = self.last_phase
+        for name, acc in sorted(progress.interval.items()):
+            self.metrics.append(self._row(progress, at, kind="train", split="train", domain=name, phase=phase,
+                                          samples=acc["samples"], seconds=acc["seconds"],
+                                          loss=acc["loss"] / acc["samples"], lr=self.lr))
+        overall = progress.interval.get("all")
+        if overall:
+            log.info("step %d [%s] loss %.3f lr %.2e, %.3f h audio, %.1f audio s/s", progress.step, phase,
+                     overall["loss"] / overall["samples"], self.lr, progress.audio_seconds / 3600,
+                     progress.audio_seconds / max(at, 1e-9))
+        progress.interval.clear()
+
+    def _evaluate(self, progress: Progress) -> None:
+        t0, at = time.perf_counter(), self._wall()
+        if self.eval_sets is None:
+            self.eval_sets, self.eval_missing, self.eval_corrupt = self._eval_sets()
+        self.last_eval = evaluate(self.model, self.eval_sets, vocab=self.vocab, logmel=self.logmel, device=self.device,
+                                  batch_seconds=self.config.batch_seconds, autocast=self._autocast)
+        self.last_eval_step = progress.step
+        progress.eval_seconds += time.perf_counter() - t0
+        for row in self.last_eval:
+            self.metrics.append(self._row(progress, at, kind="eval", split=row["split"], domain=row["domain"],
+                                          samples=row["samples"], seconds=row["seconds"], loss=row["loss"],
+                                          cer=row["cer"], wer=row["wer"]))
+        summary = ", ".join(f"{r['domain']}/{r['split']} CER {r['cer']:.3f}" for r in self.last_eval
+                            if r["cer"] is not None)
+        log.info("step %d eval: %s", progress.step, summary or "no evaluation data")
+
+    def _save(self, progress: Progress) -> None:
+        """Samples and metrics first, then the checkpoint (its latest.json is the commit point)."""
+        if self.config.log_samples:
+            self.run.put_samples(self.sample_rows, SAMPLES)
+            self.sample_rows.clear()
+        self.run.put_table("metrics.parquet", self.metrics, METRICS)
+        state = progress.to_dict()
+        state["wall_seconds"] = self._wall()
+        del state["worker_states"]  # they are the data position
+        payload = {
+            "format": 1, "step": progress.step, "progress": state, "data": self._data_position(progress),
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "config": self.config.model_dump(mode="json"), "schedule": self.schedule.to_dict(),
+            "vocab": self.vocab.to_json(), "curriculum_note": self.curriculum_note,
+        }
+        self.last_checkpoint = self.run.save_checkpoint(progress.step, payload, keep=self.config.keep_checkpoints)
+        log.info("step %d: checkpoint %s", progress.step, self.last_checkpoint)
+
+    def _finish(self, progress: Progress) -> TrainResult:
+        wall_seconds, device_seconds, audio = self._wall(), progress.device_seconds, progress.audio_seconds
+        realised = report_mod.realised_table(progress.counts)
         schedule = self.schedule.to_dict()
-        samples = sum(v["samples"] for by in realised.values() for v in by.values())
+        data = {**progress.data_problems(), "eval_corrupt_shards": self.eval_corrupt}
         summary = {
-            "run": self.config.run, "release": self.config.release, "store": self.store.uri, "steps": step,
-            "model": {"parameters": parameter_count(model), "vocab_size": len(self.vocab),
+            "run": self.config.run, "release": self.config.release, "store": self.store.uri, "steps": progress.step,
+            "model": {"parameters": parameter_count(self.model), "vocab_size": len(self.vocab),
                       **self.config.model.model_dump()},
             "curriculum": {"name": schedule["name"], "unit": schedule["unit"], "domains": schedule["domains"],
                            "schedule": schedule["phases"],
-                           "phases": report_mod.planned_phases(schedule, steps_in_phase, weight_sums)},
+                           "phases": report_mod.planned_phases(schedule, progress.steps_in_phase,
+                                                               progress.weight_sums)},
             "curriculum_note": self.curriculum_note,
             "realised": realised,
-            "final_eval": last_eval, "final_eval_step": last_eval_step, "eval_missing": eval_missing,
+            "final_eval": self.last_eval, "final_eval_step": self.last_eval_step, "eval_missing": self.eval_missing,
             "compute": {
                 "device": _device_name(self.device), "device_seconds": device_seconds,
-                "device_hours": device_seconds / 3600, "wall_seconds": wall_seconds, "data_wait_seconds": data_wait,
-                "eval_seconds": eval_seconds, "audio_hours": audio_seconds / 3600, "samples": samples,
-                "audio_seconds_per_device_second": audio_seconds / device_seconds if device_seconds else 0.0,
-                "audio_seconds_per_wall_second": audio_seconds / wall_seconds if wall_seconds else 0.0,
+                "device_hours": device_seconds / 3600, "wall_seconds": wall_seconds,
+                "data_wait_seconds": progress.data_wait_seconds, "eval_seconds": progress.eval_seconds,
+                "audio_hours": audio / 3600,
+                "samples": sum(v["samples"] for by in realised.values() for v in by.values()),
+                "audio_seconds_per_device_second": audio / device_seconds if device_seconds else 0.0,
+                "audio_seconds_per_wall_second": audio / wall_seconds if wall_seconds else 0.0,
             },
-            "data": {"corrupt_shards": corrupt, "eval_corrupt_shards": eval_corrupt, "filtered": filtered,
-                     "too_long": too_long},
+            "data": data,
             "config": self.config.model_dump(mode="json"),
         }
-        files = report_mod.write_report(self.run, summary, metrics)
-        return TrainResult(run=self.config.run, run_url=self.run.store.uri, steps=step,
-                           audio_hours=audio_seconds / 3600, wall_seconds=wall_seconds, device_seconds=device_seconds,
-                           device=summary["compute"]["device"], final_eval=last_eval, realised=realised,
-                           corrupt_shards=corrupt, checkpoint_url=last_checkpoint, report_url=files["report.md"],
-                           files=files)
+        files = report_mod.write_report(self.run, summary, self.metrics)
+        return TrainResult(run=self.config.run, run_url=self.run.store.uri, steps=progress.step,
+                           audio_hours=audio / 3600, wall_seconds=wall_seconds, device_seconds=device_seconds,
+                           device=summary["compute"]["device"], final_eval=self.last_eval, realised=realised,
+                           corrupt_shards=data["corrupt_shards"], checkpoint_url=self.last_checkpoint,
+                           report_url=files["report.md"], files=files)
 
 
 def train(config: TrainConfig | dict) -> TrainResult:

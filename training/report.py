@@ -17,12 +17,24 @@ def _fmt(value, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
+def _figure(columns: int, width: float = 5.0):
+    """A figure with ``columns`` panels side by side (no pyplot: no global state, any backend)."""
+    from matplotlib.figure import Figure
 
+    fig = Figure(figsize=(width * columns, 4.2))
+    axes = fig.subplots(1, columns, sharey=True, squeeze=False)[0]
+    return fig, axes
+
+
+def _colours() -> list[str]:
+    import matplotlib
+
+    return matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+
+
+def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return buf.getvalue()
 
 
@@ -31,61 +43,53 @@ def _series(rows, **match):
     return sorted(picked, key=lambda r: r["step"])
 
 
-def plot_loss(metrics: list[dict], domains: list[str]) -> bytes:
-    import matplotlib.pyplot as plt
+AXES = (("step", "step"), ("audio_hours", "audio hours trained on"), ("wall_seconds", "wall seconds"),
+        ("device_seconds", "device seconds"))
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
-    train = _series(metrics, kind="train", domain="all")
-    axes[0].plot([r["step"] for r in train], [r["loss"] for r in train], color="black", lw=2, label="all")
-    for domain in domains:
-        rows = [r for r in _series(metrics, kind="train", domain=domain) if r["loss"] is not None]
-        if rows:
-            axes[0].plot([r["step"] for r in rows], [r["loss"] for r in rows], lw=1, alpha=0.8, label=domain)
-    axes[0].set(title="training loss (CTC / label length)", xlabel="step", ylabel="loss")
-    axes[0].legend(fontsize=8)
-    for domain in domains:
-        for split, style in (("validation", "-"), ("test", "--")):
-            rows = [r for r in _series(metrics, kind="eval", domain=domain, split=split) if r["loss"] is not None]
+
+def plot_loss(metrics: list[dict], domains: list[str]) -> bytes:
+    """Training loss (interval means), overall and per domain, against each of AXES."""
+    fig, axes = _figure(len(AXES))
+    for axis, (x, label) in zip(axes, AXES):
+        train = _series(metrics, kind="train", domain="all")
+        axis.plot([r[x] for r in train], [r["loss"] for r in train], color="black", lw=2, label="all")
+        for domain in domains:
+            rows = [r for r in _series(metrics, kind="train", domain=domain) if r["loss"] is not None]
             if rows:
-                axes[1].plot([r["step"] for r in rows], [r["loss"] for r in rows], style, marker="o", ms=3,
-                             label=f"{domain} {split}")
-    axes[1].set(title="held-out loss per domain", xlabel="step", ylabel="loss")
-    if axes[1].lines:
-        axes[1].legend(fontsize=8)
-    for ax in axes:
-        ax.grid(alpha=0.3)
+                axis.plot([r[x] for r in rows], [r["loss"] for r in rows], lw=1, alpha=0.8, label=domain)
+        axis.set(xlabel=label, title=f"training loss against {label}")
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("CTC loss / label length")
+    axes[0].legend(fontsize=8)
     return _png(fig)
 
 
 def plot_cer(metrics: list[dict], domains: list[str]) -> bytes:
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2), sharey=True)
-    for axis, (x, label) in zip(axes, (("step", "step"), ("audio_hours", "audio hours trained on"),
-                                       ("wall_seconds", "wall seconds"))):
-        for domain in domains:
+    """CER per domain (validation solid, test dashed, train dotted) against each of AXES."""
+    fig, axes = _figure(len(AXES))
+    colours = _colours()
+    for axis, (x, label) in zip(axes, AXES):
+        for d_i, domain in enumerate(domains):
             for split, style in (("validation", "-"), ("test", "--"), ("train", ":")):
                 rows = [r for r in _series(metrics, kind="eval", domain=domain, split=split) if r["cer"] is not None]
                 if rows:
                     axis.plot([r[x] for r in rows], [r["cer"] for r in rows], style, marker="o", ms=3,
-                              label=f"{domain} {split}")
+                              color=colours[d_i % len(colours)], label=f"{domain} {split}")
         axis.set(xlabel=label, title=f"CER per domain against {label}")
         axis.grid(alpha=0.3)
     axes[0].set_ylabel("CER")
     if axes[0].lines:
-        axes[0].legend(fontsize=8)
+        axes[0].legend(fontsize=7)
     return _png(fig)
 
 
 def plot_curriculum(realised: dict, planned: list[dict], domains: list[str]) -> bytes:
-    import matplotlib.pyplot as plt
-
     phases = [p["name"] for p in planned]
-    fig, ax = plt.subplots(figsize=(max(6, 2.2 * len(phases)), 4.2))
+    fig, (ax,) = _figure(1, width=max(6.0, 2.2 * len(phases)))
     width = 0.38
     bottoms_real = [0.0] * len(phases)
     bottoms_plan = [0.0] * len(phases)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colours = _colours()
     for d_i, domain in enumerate(domains):
         real = []
         for p in phases:
@@ -125,13 +129,15 @@ def render_markdown(summary: dict) -> str:
         lines.append(f"| {row['domain']} | {row['split']} | {row['samples']} | {_fmt(row['seconds'], 1)} | "
                      f"{_fmt(row['loss'])} | {_fmt(row['cer'])} | {_fmt(row['wer'])} | {example[:120]} |")
     for missing in s.get("eval_missing", []):
-        lines.append(f"| {missing['domain']} | {missing['split']} | 0 | – | – | – | – | no data in the release |")
+        lines.append(f"| {missing['domain']} | {missing['split']} | 0 | – | – | – | – | "
+                     "no data in the release |")
     c = s["compute"]
     lines += ["", "![loss](loss.png)", "", "![CER](cer.png)", "",
               "## Compute", "",
               "| | |", "|---|---|",
               f"| device | {c['device']} |",
-              f"| device-hours (forward, backward, optimiser) | {c['device_hours']:.4f} ({c['device_seconds']:.1f} s) |",
+              f"| device-hours (forward, backward, optimiser) | {c['device_hours']:.4f} "
+              f"({c['device_seconds']:.1f} s) |",
               f"| wall hours | {c['wall_seconds'] / 3600:.4f} ({c['wall_seconds']:.1f} s) |",
               f"| waiting for data | {c['data_wait_seconds']:.1f} s |",
               f"| evaluation | {c['eval_seconds']:.1f} s |",
@@ -181,9 +187,6 @@ def planned_phases(schedule: dict, steps_by_phase: dict[str, int], weights_by_ph
 
 def write_report(run, summary: dict, metrics: list[dict]) -> dict[str, str]:
     """Write report.md, the PNGs and summary.json to ``run`` (a RunDir); their urls by name."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     domains = summary["curriculum"]["domains"]
     eval_domains = sorted({r["domain"] for r in metrics if r["kind"] == "eval"} | set(domains))
     files = {

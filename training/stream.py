@@ -7,10 +7,13 @@ num_workers`` of them. In epoch ``e`` of domain ``d`` the domain's shards are pe
 ``(seed, d, e)`` and slot ``s`` reads every ``slots``-th of them starting at ``s``, so within an
 epoch every shard, and every sample, goes to exactly one slot.
 
-**Checksums.** A shard is downloaded whole (into memory up to ``spool_bytes``, a local temp
-file beyond), its sha256 compared with the index, and only then parsed: no sample of a shard
-that fails its checksum is ever yielded. Such a shard (or a missing one) is skipped with a
-warning and counted, or raises :class:`corpus.shards.ShardError` when ``fail_on_corrupt``.
+**Checksums.** The sha256 of a streamed shard is known only at its end, so a shard is
+downloaded whole (into memory up to ``spool_bytes``, a local temp file beyond; one GET, rather
+than hashing and then reading it from the store a second time), its sha256 compared with the
+index, and only then parsed: no sample of a shard that fails its checksum is ever yielded. Such
+a shard (or a missing one) is skipped with a warning and counted, or raises
+:class:`corpus.shards.ShardError` when ``fail_on_corrupt``. While a shard is being decoded, the
+next one of its domain downloads on a helper thread.
 
 **Order.** Each domain stream keeps a shuffle buffer of raw samples; which buffered sample a
 draw takes, and which domain a draw comes from, are hashes of ``(seed, slot, domain, draw
@@ -29,6 +32,7 @@ import json
 import logging
 import tempfile
 import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -107,16 +111,19 @@ class _Downloaded:
 class ShardReader:
     """Downloads a shard, checks its sha256 against the index, then yields its samples.
 
-    ``corrupt`` counts, per shard url, how many times a shard was skipped because it failed its
-    checksum or was missing.
+    ``prefetch(row)`` starts downloading a shard on a helper thread, so the next shard arrives
+    while this one is decoded; ``fetch`` then takes it from there. ``corrupt`` counts, per shard
+    url, how many times a shard was skipped because it failed its checksum or was missing.
     """
 
     def __init__(self, store: Store, *, fail_on_corrupt: bool = False, spool_bytes: int = 64 << 20):
         self.store, self.fail_on_corrupt, self.spool_bytes = store, fail_on_corrupt, spool_bytes
         self.corrupt: dict[str, int] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: dict[str, Future] = {}
 
-    def fetch(self, row: dict):
-        """The shard's ``(key, members)`` iterator, or None when it was skipped as corrupt."""
+    def _download(self, row: dict):
+        """(spool, sha256 hex) of the shard's bytes, or (None, error) when it is missing."""
         spool = tempfile.SpooledTemporaryFile(max_size=self.spool_bytes)
         sha = hashlib.sha256()
         try:
@@ -126,13 +133,27 @@ class ShardReader:
                     spool.write(chunk)
         except ObjectNotFound as err:
             spool.close()
-            return self._skip(row, f"is missing ({err})")
+            return None, err
         except BaseException:
             spool.close()
             raise
-        if sha.hexdigest() != row["sha256"]:
+        return spool, sha.hexdigest()
+
+    def prefetch(self, row: dict) -> None:
+        if row["url"] not in self._pending:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shard-prefetch")
+            self._pending[row["url"]] = self._pool.submit(self._download, row)
+
+    def fetch(self, row: dict):
+        """The shard's ``(key, members)`` iterator, or None when it was skipped as corrupt."""
+        future = self._pending.pop(row["url"], None)
+        spool, digest = future.result() if future is not None else self._download(row)
+        if spool is None:
+            return self._skip(row, f"is missing ({digest})")
+        if digest != row["sha256"]:
             spool.close()
-            return self._skip(row, f"fails its checksum: sha256 {sha.hexdigest()}, the index says {row['sha256']}")
+            return self._skip(row, f"fails its checksum: sha256 {digest}, the index says {row['sha256']}")
         return iter_shard_raw(_Downloaded(self.store, spool), row["url"])
 
     def _skip(self, row: dict, why: str):
@@ -186,10 +207,16 @@ class DomainStream:
     def __post_init__(self):
         self.shards = sorted(self.shards, key=lambda r: r["url"])
         self._total_samples = sum(r["samples"] for r in self.shards)
+        self._orders: dict[int, list[dict]] = {}
 
     def order(self, epoch: int) -> list[dict]:
-        return epoch_order(self.shards, domain=self.domain, epoch=epoch, seed=self.seed, slot=self.slot,
-                           slots=self.slots)
+        cached = self._orders.get(epoch)
+        if cached is None:
+            if len(self._orders) > 4:
+                self._orders.clear()
+            cached = self._orders[epoch] = epoch_order(self.shards, domain=self.domain, epoch=epoch, seed=self.seed,
+                                                       slot=self.slot, slots=self.slots)
+        return cached
 
     def _next_raw(self) -> Item | None:
         while True:
@@ -204,6 +231,9 @@ class DomainStream:
                 continue
             if self._current is None:
                 self._current = self.reader.items(order[self.pos], self.domain, self.epoch, self.pos, skip=self.offset)
+                following = self._following(order)
+                if following is not None:
+                    self.reader.prefetch(following)
                 if self._current is None:  # skipped as corrupt
                     self.pos, self.offset = self.pos + 1, 0
                     continue
@@ -215,6 +245,21 @@ class DomainStream:
             self.offset += 1
             self._yielded_this_epoch += 1
             return item
+
+    def _following(self, order: list[dict]) -> dict | None:
+        """The shard read after the current one."""
+        if self.pos + 1 < len(order):
+            return order[self.pos + 1]
+        if self.passes is not None and self.epoch + 1 >= self.passes:
+            return None
+        return self.order(self.epoch + 1)[0]
+
+    def prefetch_next(self) -> None:
+        """Start downloading the shard this stream reads next, unless one is open already."""
+        if self._current is None and (self.passes is None or self.epoch < self.passes):
+            order = self.order(self.epoch)
+            if self.pos < len(order):
+                self.reader.prefetch(order[self.pos])
 
     def _fill(self) -> None:
         while len(self.buffer) < self.buffer_size:
@@ -303,9 +348,9 @@ class SlotStream:
     counted (``too_long``).
     """
 
-    def __init__(self, *, streams: dict[str, DomainStream], schedule, seed: int, slot: int, slots: int,
-                 worker: int, workers: int, batch_seconds: float):
-        self.streams, self.schedule, self.seed = streams, schedule, seed
+    def __init__(self, *, reader: ShardReader, streams: dict[str, DomainStream], schedule, seed: int, slot: int,
+                 slots: int, worker: int, workers: int, batch_seconds: float):
+        self.reader, self.streams, self.schedule, self.seed = reader, streams, schedule, seed
         self.slot, self.slots, self.worker, self.workers = slot, slots, worker, workers
         self.batch_seconds = batch_seconds
         self.batches = 0
@@ -334,6 +379,10 @@ class SlotStream:
         return active[-1][0]
 
     def __iter__(self) -> Iterator[Batch]:
+        _, weights = self.schedule.at(self.position(self.batches * self.workers + self.worker))
+        for domain, weight in weights.items():  # the first shards of the domains in use, all at once
+            if weight > 0:
+                self.streams[domain].prefetch_next()
         while True:
             index = self.batches * self.workers + self.worker
             position = self.position(index)
@@ -373,7 +422,7 @@ class SlotStream:
             "audio_seconds": self.audio_seconds, "too_long": self.too_long,
             "pending": None if self.pending is None else [self.pending.domain, list(self.pending.ref)],
             "finished": sorted(self.finished),
-            "corrupt": dict(next(iter(self.streams.values())).reader.corrupt) if self.streams else {},
+            "corrupt": dict(self.reader.corrupt),
             "streams": {d: s.state() for d, s in self.streams.items()},
         }
 
@@ -386,8 +435,7 @@ class SlotStream:
         self.finished = set(state["finished"])
         for domain, stream_state in state["streams"].items():
             self.streams[domain].restore(stream_state)
-        if self.streams:
-            next(iter(self.streams.values())).reader.corrupt.update(state["corrupt"])
+        self.reader.corrupt.update(state["corrupt"])
         self.pending = None
         if state["pending"] is not None:
             domain, ref = state["pending"]
@@ -408,5 +456,5 @@ def make_slot_stream(*, store: Store, shards: list[dict], schedule, seed: int, s
                               "smaller shards")
         streams[domain] = DomainStream(domain=domain, shards=rows, reader=reader, seed=seed, slot=slot, slots=slots,
                                        buffer_size=buffer_size, passes=passes)
-    return SlotStream(streams=streams, schedule=schedule, seed=seed, slot=slot, slots=slots, worker=worker,
-                      workers=workers, batch_seconds=batch_seconds)
+    return SlotStream(reader=reader, streams=streams, schedule=schedule, seed=seed, slot=slot, slots=slots,
+                      worker=worker, workers=workers, batch_seconds=batch_seconds)

@@ -126,3 +126,25 @@ def test_datasheet_markdown_and_names():
     assert artifact_key("Nightly_2026.1") == "release-nightly-2026-1"
     import datetime as dt
     assert expand_release_name("n-{now}", dt.datetime(2026, 1, 2, 3, 4, 5)) == "n-20260102-030405"
+
+
+def test_train_flow_runs_the_same_training_and_publishes_its_report(built):
+    from flows.train import train
+
+    store, _ = built
+    result = train(store=store, release="v1", run="flow-run", max_steps=6,
+                   options={"eval_every": 3, "checkpoint_every": 3, "eval_splits": ["train"], "num_workers": 0})
+    assert result["steps"] == 6 and result["audio_hours"] > 0
+    assert open_store(store).exists("runs/flow-run/report.md")
+    assert asyncio.run(_artifacts("run-flow-run")), "the run's evaluation is published as an artifact"
+
+
+def test_train_flow_fails_at_validation_for_a_missing_release(built):
+    from flows.train import train
+
+    store, _ = built
+    state = train(store=store, release="nope", run="x", max_steps=5, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(Exception, match="no release 'nope'"):
+        state.result()
+    assert not open_store(store).exists("runs/x/config.json")

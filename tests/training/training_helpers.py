@@ -5,6 +5,7 @@ temp folder (a marker file says a step finished), so the audio is generated once
 """
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def copy_release(src_store, dst_store, name: str = RELEASE) -> Release:
 
 def s3_store_with_release(endpoint: str, tmp_path_factory):
     """A fresh bucket on the moto endpoint with release ``gen8`` copied in."""
-    bucket = f"train-{tmp_path_factory.getbasetemp().name[-8:].lower().replace('_', '-')}"
+    bucket = f"train-{hashlib.sha256(str(tmp_path_factory.getbasetemp()).encode()).hexdigest()[:16]}"  # one per session
     client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
     uri = f"s3://{bucket}/corpus"
     store = open_store(uri, endpoint_url=endpoint)
@@ -74,6 +75,6 @@ def train_keys(store, name: str = RELEASE) -> list[str]:
 def base_config(store_uri: str, run: str, **overrides) -> dict:
     config = {"store": store_uri, "release": RELEASE, "run": run, "model": dict(TINY_MODEL), "batch_seconds": 10.0,
               "shuffle_buffer": 8, "num_workers": 0, "eval_max_samples": 6, "log_every": 5, "eval_every": 1000,
-              "checkpoint_every": 1000, "warmup_steps": 20, "lr": 3e-3, "threads": 2}
+              "checkpoint_every": 1000, "warmup_steps": 20, "lr": 3e-3, "threads": 1}
     config.update(overrides)
     return config

@@ -1,0 +1,58 @@
+"""The ``train`` flow: validate the request, then the same ``training.train`` the CLI runs."""
+from __future__ import annotations
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
+
+from corpus.release import Release
+from corpus.store import open_store
+from flows.artifacts import artifact_key
+
+
+@task
+def validate_training(config: dict) -> dict:
+    """Everything checkable before a step: the config, the store and the release."""
+    from training.config import TrainConfig
+
+    resolved = TrainConfig.model_validate(config)
+    store = open_store(resolved.store, endpoint_url=resolved.endpoint_url)
+    store.probe()
+    Release.open(store, resolved.release)
+    return resolved.model_dump(mode="json")
+
+
+@task
+def run_training(config: dict) -> dict:
+    import training
+
+    result = training.train(config).to_dict()
+    get_run_logger().info("trained %s steps on %.3f h of audio; report at %s", result["steps"],
+                          result["audio_hours"], result["report_url"])
+    return {k: result[k] for k in ("run", "run_url", "steps", "audio_hours", "wall_seconds", "device",
+                                   "device_seconds", "final_eval", "corrupt_shards", "report_url")}
+
+
+@task
+def publish_report(result: dict, store: str, endpoint_url: str | None) -> None:
+    rows = ["| domain | split | CER | WER |", "|---|---|---:|---:|"]
+    rows += [f"| {e.get('domain')} | {e.get('split')} | {e.get('cer', float('nan')):.3f} | {e.get('wer', float('nan')):.3f} |"
+             for e in result["final_eval"] if e.get("cer") is not None]
+    markdown = (f"# Training run `{result['run']}`\n\n{result['steps']} steps, {result['audio_hours']:.3f} h of audio, "
+                f"{result['wall_seconds']:.0f} s wall on {result['device']}.\n\n## Final evaluation\n\n"
+                + "\n".join(rows) + "\n")
+    key = "run-" + artifact_key(result["run"]).removeprefix("release-")
+    create_markdown_artifact(markdown=markdown, key=key, description=f"training run {result['run']}")
+    create_link_artifact(link=result["report_url"], link_text=f"report of run {result['run']}", key=f"{key}-report")
+
+
+@flow(name="train", log_prints=True)
+def train(store: str, release: str, run: str, max_steps: int | None = None, max_hours: float | None = None,
+          curriculum: str = "default", resume: bool = False, device: str = "auto", endpoint_url: str | None = None,
+          options: dict | None = None) -> dict:
+    """Domain-curriculum training streamed from the store (``options``: any other TrainConfig field)."""
+    config = validate_training({"store": store, "release": release, "run": run, "max_steps": max_steps,
+                                "max_hours": max_hours, "curriculum": curriculum, "resume": resume, "device": device,
+                                "endpoint_url": endpoint_url, **(options or {})})
+    result = run_training(config)
+    publish_report(result, store, endpoint_url)
+    return result
