@@ -47,7 +47,7 @@ from corpus.splits import assign_split
 from corpus.store import Store, open_store
 from pipelines.config import BuildConfig
 from pipelines.filter import decide
-from pipelines.ingest import Ingest, decode_file, drop_exact_duplicates
+from pipelines.ingest import Ingest, decode_file, drop_exact_duplicates, drop_near_duplicates
 from pipelines.segment import pack_segments
 from pipelines.sources import list_sources
 
@@ -303,10 +303,15 @@ def _shard_and_commit(ray, recordings, rows, quarantine, store, config, summary,
                 else:
                     writer.add(row)
             bar.update()
-        tables = {"quarantine.parquet": quarantine, "recordings.parquet": recordings}
+        tables = {"quarantine.parquet": [_without_fingerprint(q) for q in quarantine],
+                  "recordings.parquet": [_without_fingerprint(r) for r in recordings]}
         files = {name: _table_bytes(data) for name, data in tables.items()}
         files["build_summary.json"] = json.dumps(summary, indent=2, sort_keys=True).encode()
         return writer.commit(extra_files=files)
+
+
+def _without_fingerprint(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k != "fingerprint"}
 
 
 def _table_bytes(rows: list[dict]) -> bytes:
@@ -337,6 +342,10 @@ def run_build(config: BuildConfig, *, progress: bool = True) -> dict:
         t = time.perf_counter()
         labels = _label(ray, recordings, store, config, stats, progress)
         stats.stage_seconds["segment+label"] = round(time.perf_counter() - t, 3)
+        texts = {rid: " ".join(seg["text"] or "" for seg in segs) for rid, segs in labels.items()}
+        recordings, near = drop_near_duplicates(recordings, texts)
+        quarantine += near
+        stats.recordings = len(recordings)
         patterns = {(f.source_uri, f.domain): s.group_pattern for f in files
                     for s in config.sources if s.domain == f.domain}
         rows = _manifest_rows(recordings, labels, config, patterns)

@@ -1,9 +1,10 @@
-"""Ingest: read a raw file from its store, decode to 16 kHz mono, hash it, or quarantine it.
+"""Ingest: read a raw file from its store, decode to 16 kHz mono, hash and fingerprint it, or quarantine it.
 
 Every file gives exactly one row: a recording (``status == "ok"``) or a quarantine row with a
 reason code: ``too_large`` (not read), ``empty_file``, ``not_audio``, ``no_audio_stream``,
 ``decode_error``, ``too_short``, ``too_long``, ``silent``, ``read_error``. Exact duplicates are
-found later, across all files (see :func:`drop_exact_duplicates`).
+found later, across all files (see :func:`drop_exact_duplicates`), and near-duplicates after
+labelling, from the fingerprints and the transcripts (see :func:`drop_near_duplicates`).
 """
 from __future__ import annotations
 
@@ -65,16 +66,19 @@ class Ingest:
         level = rms_dbfs(audio.pcm)
         if level < self.silence_dbfs:
             return self._quarantine(base, "silent", f"RMS {level:.1f} dBFS < {self.silence_dbfs} dBFS")
+        from pipelines.fingerprint import fingerprint
+
         sha = pcm_sha256(audio.pcm)
         return {**base, "status": "ok", "reason": None, "detail": None, "recording_id": sha[:20], "pcm_sha256": sha,
                 "duration": round(duration, 6), "orig_sample_rate": audio.orig_sample_rate,
-                "orig_channels": audio.orig_channels, "codec": audio.codec, "rms_dbfs": round(level, 2)}
+                "orig_channels": audio.orig_channels, "codec": audio.codec, "rms_dbfs": round(level, 2),
+                "fingerprint": fingerprint(audio.pcm).to_bytes()}
 
     @staticmethod
     def _quarantine(base: dict, reason: str, detail: str) -> dict:
         return {**base, "status": "quarantine", "reason": reason, "detail": detail, "recording_id": None,
                 "pcm_sha256": None, "duration": None, "orig_sample_rate": None, "orig_channels": None,
-                "codec": None, "rms_dbfs": None}
+                "codec": None, "rms_dbfs": None, "fingerprint": None}
 
 
 def drop_exact_duplicates(rows: list[dict]) -> list[dict]:
@@ -91,3 +95,26 @@ def drop_exact_duplicates(rows: list[dict]) -> list[dict]:
     return out
 
 
+
+
+def drop_near_duplicates(recordings: list[dict], texts: dict[str, str]) -> tuple[list[dict], list[dict]]:
+    """Near-duplicate recordings (re-encoded, trimmed, re-gained, resampled copies): by audio
+    fingerprint and transcript similarity the longest copy is kept, the others are quarantined
+    with reason ``near_duplicate`` naming the recording kept. Returns (kept, quarantined)."""
+    from pipelines.fingerprint import find_near_duplicates
+
+    items = [{"id": r["recording_id"], "uri": r["uri"], "duration": r["duration"],
+              "fingerprint": r.get("fingerprint"), "text": texts.get(r["recording_id"])} for r in recordings]
+    dropped = find_near_duplicates(items)
+    by_id = {r["recording_id"]: r for r in recordings}
+    kept, quarantined = [], []
+    for rec in recordings:
+        hit = dropped.get(rec["recording_id"])
+        if hit is None:
+            kept.append(rec)
+            continue
+        kept_id, score = hit
+        quarantined.append({**rec, "status": "quarantine", "reason": "near_duplicate",
+                            "detail": f"near-duplicate of recording {kept_id} ({by_id[kept_id]['uri']}), "
+                                      f"audio similarity {score:.2f}"})
+    return kept, quarantined

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ EXPECTED = {
     "jfk-44k-stereo.flac": None,
     "osr-8k.wav": None,
     "zz-copy-of-jfk.flac": "duplicate",
+    "osr-copy.mp3": "near_duplicate",  # mp3 at 22.05 kHz, 3 dB quieter, first second cut
     "empty.wav": "empty_file",
     "truncated.flac": "truncated",
     "notes.wav": "not_audio",
@@ -26,6 +28,8 @@ def make_bad_audio_folder(folder: Path, fixtures: Path) -> Path:
     shutil.copy(jfk, folder / "jfk-44k-stereo.flac")
     shutil.copy(fixtures / "joinly" / "OSR_us_000_0034_8k.wav", folder / "osr-8k.wav")
     shutil.copy(jfk, folder / "zz-copy-of-jfk.flac")
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-ss", "1", "-i", str(folder / "osr-8k.wav"),
+                    "-af", "volume=-3dB", "-ar", "22050", "-b:a", "64k", str(folder / "osr-copy.mp3")], check=True)
     (folder / "empty.wav").write_bytes(b"")
     data = jfk.read_bytes()
     (folder / "truncated.flac").write_bytes(data[: len(data) * 2 // 5])

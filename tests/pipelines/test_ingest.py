@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 from bad_audio import EXPECTED, make_bad_audio_folder
 from pipelines.config import IngestConfig
-from pipelines.ingest import Ingest, drop_exact_duplicates
+from pipelines.ingest import Ingest, drop_exact_duplicates, drop_near_duplicates
 from pipelines.sources import list_sources
 
 
@@ -15,6 +15,8 @@ def test_bad_files_get_reasons_and_good_ones_recordings(tmp_path, fixtures_dir):
     assert [u.rsplit("/", 1)[-1] for u in ignored] == ["README.txt"]
     stage = Ingest(**IngestConfig().model_dump())
     rows = drop_exact_duplicates([stage(f.to_dict()) for f in files])
+    kept, near = drop_near_duplicates([r for r in rows if r["status"] == "ok"], texts={})  # audio alone here
+    rows = [r for r in rows if r["status"] != "ok"] + kept + near
     by_name = {r["uri"].rsplit("/", 1)[-1]: r for r in rows}
     assert set(by_name) == set(EXPECTED)
     for name, reason in EXPECTED.items():
@@ -28,6 +30,7 @@ def test_bad_files_get_reasons_and_good_ones_recordings(tmp_path, fixtures_dir):
     assert (jfk["orig_sample_rate"], jfk["orig_channels"], jfk["duration"]) == (44100, 2, 11.0)
     assert "jfk-44k-stereo.flac" in by_name["zz-copy-of-jfk.flac"]["detail"]
     assert by_name["osr-8k.wav"]["orig_sample_rate"] == 8000
+    assert "osr-8k.wav" in by_name["osr-copy.mp3"]["detail"] and by_name["osr-8k.wav"]["fingerprint"]
 
 
 def test_too_large_files_are_not_read(tmp_path, fixtures_dir):
