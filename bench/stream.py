@@ -72,15 +72,14 @@ def start_s3(local_store):
 
 def ours(store_uri: str, endpoint: str | None, shards, schedule, vocab, batch_seconds: float, passes: int,
          workers: int) -> tuple[int, float]:
-    from torch.utils.data import DataLoader
 
-    from training.dataset import StreamingDataset
+    from training.dataset import StreamingDataset, data_loader
 
     dataset = StreamingDataset(store_uri=store_uri, endpoint_url=endpoint, release=RELEASE, shards=shards,
                                schedule=schedule, vocab=vocab, seed=0, batch_seconds=batch_seconds,
                                shuffle_buffer=64, passes=passes)
     samples, seconds = 0, 0.0
-    for batch in DataLoader(dataset, batch_size=None, num_workers=workers):
+    for batch in data_loader(dataset, num_workers=workers):
         samples += len(batch["keys"])
         seconds += sum(batch["durations"])
     return samples, seconds

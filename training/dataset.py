@@ -144,3 +144,19 @@ class EvalSet:
             total += item.duration
         if batch:
             yield batch
+
+
+def data_loader(dataset, *, num_workers: int, pin_memory: bool = False, prefetch_factor: int | None = None):
+    """The one way to wrap a :class:`StreamingDataset` in a DataLoader (it yields whole batches).
+
+    Worker processes start from a fork server, not by forking this process: a trainer may hold
+    threads (S3 clients, prefetchers, an embedding application's own), and a fork copies their
+    locks in whatever state they are in, which can leave a worker dead at start.
+    """
+    from torch.utils.data import DataLoader
+
+    if not num_workers:
+        return DataLoader(dataset, batch_size=None, num_workers=0, pin_memory=pin_memory)
+    return DataLoader(dataset, batch_size=None, num_workers=num_workers, pin_memory=pin_memory,
+                      prefetch_factor=prefetch_factor, multiprocessing_context="forkserver", persistent_workers=False)
+

@@ -32,7 +32,7 @@ from training import report as report_mod
 from training.config import RESUMABLE_CHANGES, TrainConfig, config_from_dict
 from training.curriculum import (CurriculumSpec, Schedule, curriculum_yaml, default_curriculum, domain_stats,
                                  resolve, uniform_curriculum)
-from training.dataset import EvalSet, StreamingDataset
+from training.dataset import EvalSet, StreamingDataset, data_loader
 from training.evaluate import ctc_losses, evaluate
 from training.features import CharVocab, LogMel, SpecAugment
 from training.model import CTCModel, parameter_count
@@ -250,8 +250,8 @@ class _Trainer:
         if progress.step:
             dataset.load_position(self._data_position(progress))
         workers = config.num_workers
-        return DataLoader(dataset, batch_size=None, num_workers=workers, pin_memory=self.device.type == "cuda",
-                          prefetch_factor=4 if workers else None)
+        return data_loader(dataset, num_workers=workers, pin_memory=self.device.type == "cuda",
+                           prefetch_factor=4 if workers else None)
 
     def _data_position(self, progress: Progress) -> dict:
         return StreamingDataset.position(progress.step, max(self.config.num_workers, 1), 0, progress.worker_states)

@@ -54,9 +54,8 @@ def test_epoch_order_gives_every_shard_to_exactly_one_slot(n_shards, slots):
 
 def test_ranks_times_workers_read_every_sample_exactly_once_per_pass(store, release):
     """2 ranks x 2 real DataLoader worker processes, one pass: every training sample once."""
-    from torch.utils.data import DataLoader
 
-    from training.dataset import StreamingDataset
+    from training.dataset import StreamingDataset, data_loader
     from training.features import CharVocab
 
     schedule = _schedule(release)
@@ -67,7 +66,7 @@ def test_ranks_times_workers_read_every_sample_exactly_once_per_pass(store, rele
         dataset = StreamingDataset(store_uri=store.uri, endpoint_url=None, release=RELEASE,
                                    shards=_train_rows(release), schedule=schedule, vocab=vocab, seed=3,
                                    batch_seconds=15.0, shuffle_buffer=4, rank=rank, world_size=2, passes=1)
-        for batch in DataLoader(dataset, batch_size=None, num_workers=2):
+        for batch in data_loader(dataset, num_workers=2):
             seen.extend(batch["keys"])
             steps.append((rank, batch["index"], batch["worker"]))
             assert batch["feats"].shape[0] == len(batch["keys"]) and batch["feats"].shape[2] == 80
