@@ -83,9 +83,10 @@ _MAGIC = b"STFP"
 _VERSION = 1
 _HEADER = struct.Struct("<4sBHHI")   # magic, version, hop, sample_rate/10, n hashes
 # candidate search in find_near_duplicates (see _candidates)
-CANDIDATE_MIN_VOTES = 3
+CANDIDATE_MIN_ANCHORS = 3
 CANDIDATE_SHARE = 0.25
 _MAX_POSTINGS = 4096                 # index keys in more postings than this are stop-words
+_BATCH_KEYS = 200_000                # query keys per batch in candidate search
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,7 +127,8 @@ class Fingerprint:
         if magic != _MAGIC or version != _VERSION:
             raise ValueError(f"not a version-{_VERSION} fingerprint (magic {magic!r}, version {version})")
         if hop != HOP or rate * 10 != SAMPLE_RATE:
-            raise ValueError(f"fingerprint made with hop {hop} at {rate * 10} Hz, this module uses {HOP} at {SAMPLE_RATE}")
+            raise ValueError(f"fingerprint made with hop {hop} at {rate * 10} Hz, "
+                             f"this module uses {HOP} at {SAMPLE_RATE}")
         raw = zlib.decompress(data[_HEADER.size:])
         if len(raw) != 8 * n:
             raise ValueError(f"corrupt fingerprint: {len(raw)} bytes for {n} hashes")
@@ -205,7 +207,8 @@ def _landmarks(t: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         a = a[ok]
         taken[a] += 1
         fq, dfq = f[a] // HASH_FQ, (f[a + k] // HASH_FQ) - (f[a] // HASH_FQ)
-        hashes.append((fq.astype(np.uint32) << 12) | ((dfq + 32).astype(np.uint32) << 6) | (dt[ok] // HASH_DTQ).astype(np.uint32))
+        hashes.append((fq.astype(np.uint32) << 12) | ((dfq + 32).astype(np.uint32) << 6)
+                      | (dt[ok] // HASH_DTQ).astype(np.uint32))
         times.append(t[a])
     if not hashes:
         return np.zeros(0, np.uint32), np.zeros(0, np.int32)
@@ -331,9 +334,10 @@ def _as_fingerprint(value) -> Fingerprint:
 def _index_keys(fp: Fingerprint) -> tuple[np.ndarray, np.ndarray]:
     """Keys for the inverted index: every two landmarks of one anchor (same frame, same anchor
     frequency: adjacent in the (time, hash)-sorted fingerprint) combined into one 30-bit key
-    (anchor frequency + both targets), with the anchor's frame. An 18-bit landmark hash is shared
-    by thousands of recordings in a large corpus; a 30-bit key by almost none, so postings stay
-    short and candidate search stays close to linear in the number of recordings."""
+    (anchor frequency + both targets), with the anchor's frame. Measured over 351 pairs of
+    unrelated recordings: 4.6% of one's 18-bit landmark hashes occur somewhere in the other, but
+    only 0.07% of its keys, so posting lists stay short and the candidate search costs ~n·(1 +
+    0.0007·n) postings instead of n² comparisons."""
     h, t = fp.hashes, fp.times
     fq, low = h >> 12, h & 0xFFF
     keys, times = [], []
@@ -351,45 +355,62 @@ def _index_keys(fp: Fingerprint) -> tuple[np.ndarray, np.ndarray]:
 
 def _candidates(fps: list[Fingerprint], threshold: float) -> set[tuple[int, int]]:
     """Pairs (i < j) worth a :func:`similarity` check, found through an inverted index (key →
-    postings of (recording, anchor frame), one key-sorted array); each recording queries it once
-    and votes per (other recording, time offset ±1 frame).
+    postings of (recording, anchor frame), one key-sorted array). Recordings query it in batches;
+    per (recording, other recording, time offset ±1 frame) the query's anchors whose keys agree
+    are counted (anchors, not keys: one coincidentally equal anchor gives all its keys at one
+    offset).
 
-    A pair is a candidate with at least CANDIDATE_MIN_VOTES aligned votes and at least
-    CANDIDATE_SHARE · threshold² of the smaller key count: a key needs two landmarks to survive,
-    so its survival rate is about the square of the landmarks' (measured: key share >= 0.9 ·
-    score² on every true pair), and 0.25 leaves a 3.6x margin. Unrelated speech collects 0-10
-    aligned votes (same synthetic voice saying the same word), a duplicate tens to thousands.
+    A pair is a candidate with at least CANDIDATE_MIN_ANCHORS agreeing anchors and at least
+    CANDIDATE_SHARE · threshold of the smaller recording's anchors (measured on 392 true pairs:
+    agreeing-anchor share >= 0.91 · score; 0.25 leaves a 3.6x margin, and at least 6 agreeing
+    anchors even for a 3 s clip at 32 kbit/s). Unrelated recordings have 0-3 agreeing anchors at
+    any offset (3: the same espeak-ng voice saying the same words), a duplicate tens to thousands.
     """
     index = [_index_keys(fp) for fp in fps]
-    lens = np.array([k.size for k, _ in index], np.int64)
-    if (lens > 0).sum() < 2:
+    sizes = np.array([k.size for k, _ in index], np.int64)
+    if (sizes > 0).sum() < 2:
         return set()
+    anchors = np.array([np.unique(t).size for _, t in index], np.int64)
     all_k = np.concatenate([k for k, _ in index])
-    all_r = np.repeat(np.arange(len(fps), dtype=np.int32), lens)
-    all_t = np.concatenate([t for _, t in index])
+    all_r = np.repeat(np.arange(len(fps), dtype=np.int64), sizes)
+    all_t = np.concatenate([t for _, t in index]).astype(np.int64)
     order = np.argsort(all_k, kind="stable")
     index_k, index_r, index_t = all_k[order], all_r[order], all_t[order]
-    span = int(all_t.max(initial=0)) + 2                    # offsets lie in (-span, span)
+    span = int(all_t.max()) + 2                           # offsets lie in (-span, span)
+    width = 2 * span + 1
+    ends = np.cumsum(sizes)
     out: set[tuple[int, int]] = set()
-    for i, (keys_i, times_i) in enumerate(index):
-        if keys_i.size == 0:
+    first = 0
+    while first < len(fps):                               # a batch of recordings: ~_BATCH_KEYS query keys
+        last = int(np.searchsorted(ends, ends[first] - sizes[first] + _BATCH_KEYS, "right"))
+        last = max(last, first + 1)
+        lo, hi = ends[first] - sizes[first], ends[last - 1]
+        q_order = np.argsort(all_k[lo:hi], kind="stable")  # sorted queries: searchsorted walks the index once
+        q_k, q_r, q_t = all_k[lo:hi][q_order], all_r[lo:hi][q_order], all_t[lo:hi][q_order]
+        qi, pi = _expand(q_k, index_k, _MAX_POSTINGS)
+        later = index_r[pi] > q_r[qi]                     # each pair once, from its lower index
+        qi, pi = qi[later], pi[later]
+        # (query recording, other recording, offset) as one id; count distinct query anchors per id
+        batch_first = first
+        pair = (q_r[qi] - batch_first) * len(fps) + index_r[pi]
+        pid = pair * width + (q_t[qi] - index_t[pi] + span)
+        srt = np.lexsort((q_t[qi], pid))
+        pid, qt = pid[srt], q_t[qi][srt]
+        fresh = np.ones(pid.size, bool)
+        fresh[1:] = (pid[1:] != pid[:-1]) | (qt[1:] != qt[:-1])
+        ids, votes = np.unique(pid[fresh], return_counts=True)
+        first = last
+        if ids.size == 0:
             continue
-        qi, pi = _expand(keys_i, index_k, _MAX_POSTINGS)
-        other = index_r[pi]
-        later = other > i                                   # each pair once, from its lower index
-        if not later.any():
-            continue
-        other = other[later].astype(np.int64)
-        diff = times_i[qi[later]].astype(np.int64) - index_t[pi[later]] + span
-        keys, votes = np.unique(other * (2 * span + 1) + diff, return_counts=True)
-        merged = votes.copy()                               # merge ±1 frame of jitter, as similarity does
+        merged = votes.copy()                             # merge ±1 frame of jitter, as similarity does
         for step in (-1, 1):
-            pos = np.minimum(np.searchsorted(keys, keys + step), keys.size - 1)
-            merged += np.where(keys[pos] == keys + step, votes[pos], 0)
-        rec = keys // (2 * span + 1)
-        need = np.maximum(CANDIDATE_MIN_VOTES, CANDIDATE_SHARE * threshold ** 2 * np.minimum(lens[rec], keys_i.size))
-        for j in np.unique(rec[merged >= need]):
-            out.add((i, int(j)))
+            pos = np.minimum(np.searchsorted(ids, ids + step), ids.size - 1)
+            merged += np.where(ids[pos] == ids + step, votes[pos], 0)
+        pair = ids // width
+        a, b = pair // len(fps) + batch_first, pair % len(fps)
+        need = np.maximum(CANDIDATE_MIN_ANCHORS, CANDIDATE_SHARE * threshold * np.minimum(anchors[a], anchors[b]))
+        hit = merged >= need
+        out.update(zip(a[hit].tolist(), b[hit].tolist()))
     return out
 
 

@@ -219,13 +219,20 @@ def test_index_misses_no_pair_that_brute_force_finds(fps):
         assert len(candidates) <= 2 * len(brute), len(candidates)
 
 
+def test_candidate_search_does_not_depend_on_batching(fps, monkeypatch):
+    prints = [fps[n] for n in sorted(fps)]
+    whole = fpm._candidates(prints, THRESHOLD)
+    monkeypatch.setattr(fpm, "_BATCH_KEYS", 500)          # a few recordings per batch
+    assert fpm._candidates(prints, THRESHOLD) == whole and len(whole) >= 6
+
+
 def test_transcripts_veto_audio_matches_and_missing_ones_do_not(audio, fps):
     names = ["faster-whisper/jfk.flac", "copy/jfk-22k-64k-quieter.mp3", "vosk-api/polar.wav", "copy/polar-cut-2.5s.wav"]
     items = _items(audio, fps, names)
     jfk = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
     items[0]["text"] = jfk
     items[1]["text"] = "and so my fellow americans ask not what your country can do for you ask what you can do"
-    items[2]["text"] = "Upon my memory was graven the vision of the city, and within me had arisen another recollection."
+    items[2]["text"] = "Upon my memory was graven the vision of the city, and within me had arisen another."
     items[3]["text"] = "There was in this singular caravan a little boy with no father or mother."   # another story
 
     def pairs():
@@ -247,7 +254,8 @@ def test_text_similarity():
     assert text_similarity(a, "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue "
                               "background.") < fpm.TEXT_THRESHOLD
     # single common words in different sentences are chance, not agreement
-    assert text_similarity("the cat and the dog are in a house", "a bird or the fish is in the sea") < fpm.TEXT_THRESHOLD
+    assert text_similarity("the cat and the dog are in a house",
+                           "a bird or the fish is in the sea") < fpm.TEXT_THRESHOLD
     assert text_similarity("yes", "Yes!") == 1.0 and text_similarity("yes", "no") == 0.0
     assert text_similarity("", "") == 1.0 and text_similarity("", "words") == 0.0
 
