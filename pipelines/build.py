@@ -180,9 +180,16 @@ def ray_session(config: BuildConfig):
             ray.shutdown()
 
 
+def _needs_fingerprint(row: dict) -> bool:
+    return row.get("status") == "ok" and not row.get("fingerprint")
+
+
 def _ingest(ray, files, store: Store, config: BuildConfig, stats: BuildStats, progress: bool) -> list[dict]:
     done = _done_keys(store, INGEST_DIR)
-    todo = [f.to_dict() for f in files if f.file_key not in done]
+    # a recording ingested before fingerprints existed is ingested again, so that it is compared too
+    stale = {f.file_key for f in files if f.file_key in done
+             and _needs_fingerprint(_read_part(store, f"{INGEST_DIR}/{f.file_key}.parquet")[0])}
+    todo = [f.to_dict() for f in files if f.file_key not in done or f.file_key in stale]
     stats.ingested_now = len(todo)
     if todo:
         stage = Ingest(endpoint_url=config.endpoint_url, **config.ingest.model_dump())

@@ -47,3 +47,11 @@ def test_recording_id_is_the_pcm_hash_whatever_the_file_name(tmp_path, fixtures_
     stage = Ingest(**IngestConfig().model_dump())
     a, b = (stage(f.to_dict()) for f in files if f.key in ("jfk-44k-stereo.flac", "zz-copy-of-jfk.flac"))
     assert a["recording_id"] == b["recording_id"] and len(a["recording_id"]) == 20
+
+
+def test_recordings_ingested_without_a_fingerprint_are_ingested_again():
+    from pipelines.build import _needs_fingerprint
+
+    assert _needs_fingerprint({"status": "ok"}) and _needs_fingerprint({"status": "ok", "fingerprint": None})
+    assert not _needs_fingerprint({"status": "ok", "fingerprint": b"STFP"})
+    assert not _needs_fingerprint({"status": "quarantine", "fingerprint": None})
