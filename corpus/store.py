@@ -121,7 +121,6 @@ class _HashingWriter(io.RawIOBase):
         self._sha = _BackgroundSha256()
         self._bytes = 0
         self.result: Written | None = None
-        self._failed = False
 
     def writable(self) -> bool:
         return True
@@ -145,7 +144,6 @@ class _HashingWriter(io.RawIOBase):
     def abort(self) -> None:
         """Throw away everything written; nothing becomes visible."""
         if not self.closed:
-            self._failed = True
             try:
                 self._discard()
             finally:

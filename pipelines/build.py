@@ -28,7 +28,6 @@ import logging
 import os
 import re
 import signal
-import sys
 import time
 from collections import Counter, defaultdict
 from contextlib import contextmanager
@@ -186,10 +185,9 @@ def _needs_fingerprint(row: dict) -> bool:
 
 def _ingest(ray, files, store: Store, config: BuildConfig, stats: BuildStats, progress: bool) -> list[dict]:
     done = _done_keys(store, INGEST_DIR)
+    rows = {f.file_key: _read_part(store, f"{INGEST_DIR}/{f.file_key}.parquet")[0] for f in files if f.file_key in done}
     # a recording ingested before fingerprints existed is ingested again, so that it is compared too
-    stale = {f.file_key for f in files if f.file_key in done
-             and _needs_fingerprint(_read_part(store, f"{INGEST_DIR}/{f.file_key}.parquet")[0])}
-    todo = [f.to_dict() for f in files if f.file_key not in done or f.file_key in stale]
+    todo = [f.to_dict() for f in files if f.file_key not in rows or _needs_fingerprint(rows[f.file_key])]
     stats.ingested_now = len(todo)
     if todo:
         stage = Ingest(endpoint_url=config.endpoint_url, **config.ingest.model_dump())
@@ -198,8 +196,9 @@ def _ingest(ray, files, store: Store, config: BuildConfig, stats: BuildStats, pr
         with tqdm(total=len(todo), desc="ingest", unit="file", disable=not progress) as bar:
             for row in ds.iter_rows():
                 _write_part(store, f"{INGEST_DIR}/{row['file_key']}.parquet", [row])
+                rows[row["file_key"]] = _read_part(store, f"{INGEST_DIR}/{row['file_key']}.parquet")[0]
                 bar.update()
-    return [_read_part(store, f"{INGEST_DIR}/{f.file_key}.parquet")[0] for f in files]
+    return [rows[f.file_key] for f in files]
 
 
 def _label(ray, recordings: list[dict], store: Store, config: BuildConfig, stats: BuildStats,
@@ -421,9 +420,3 @@ def format_summary(summary: dict) -> str:
         if r.get("datasheet"):
             lines.append(f"datasheet: {r['datasheet']}")
     return "\n".join(lines)
-
-
-def main_build(config: BuildConfig) -> int:
-    summary = run_build(config, progress=sys.stderr.isatty() or True)
-    print(format_summary(summary))
-    return 0

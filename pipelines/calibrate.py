@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from corpus.release import Release
 from corpus.store import ObjectNotFound
 from corpus.text import char_error_rate, normalize_text, word_error_rate
-from pipelines.confidence import ConfidenceModel, fit
+from pipelines.confidence import fit
 from pipelines.config import BuildConfig, FilterConfig
 from pipelines.filter import decide
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from corpus.audio import AudioDecodeError, DecodedAudio, decode
-from corpus.schema import SAMPLE_RATE, pcm_sha256
+from corpus.schema import pcm_sha256
 from corpus.store import StoreError, open_store
 
 
