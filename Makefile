@@ -6,17 +6,36 @@ PY := $(VENV)/bin/python
 DEMO_DIR ?= .demo
 DEMO_MINUTES ?= 4
 
-.PHONY: demo test setup system-deps bench clean
+.PHONY: demo test setup system-deps bench clean lock fresh-check
 
 system-deps:
 	@bash infra/install-system-deps.sh
 
-# Re-installs when pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,train]'
+# Install only from the lock: uv.lock pins every package, transitive ones too, with hashes.
+# uv itself comes from PyPI into .tools/, pinned by hash. Re-installs when the lock changes.
+UV_TOOLS ?= .tools
+UV := $(UV_TOOLS)/bin/uv
+# The extras `make demo` and `make test` need: dev (pytest, moto, pandas) and train (torch pair).
+EXTRAS := --extra dev --extra train
+
+$(UV): infra/uv-requirements.txt
+	@test -x $(UV_TOOLS)/bin/python || $(PYTHON) -m venv $(UV_TOOLS)
+	$(UV_TOOLS)/bin/python -m pip install -q --no-deps --require-hashes -r infra/uv-requirements.txt
 	@touch $@
+
+$(VENV)/.installed: uv.lock pyproject.toml $(UV)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen $(EXTRAS) --python $(PYTHON)
+	$(PY) infra/check_torch_pair.py
+	@touch $@
+
+# Regenerate the lock from pyproject.toml's ranges (all packages at their newest allowed
+# versions); to move one package only: make lock LOCK_ARGS='--upgrade-package NAME'.
+lock: $(UV)
+	$(UV) lock $(LOCK_ARGS)
+
+# The check before every stop: a new clone, a new .venv, no caches; make test and make demo there.
+fresh-check:
+	bash infra/fresh-check.sh
 
 setup: system-deps $(VENV)/.installed
 
