@@ -323,6 +323,8 @@ def test_fingerprint_is_much_faster_than_real_time(audio):
 
 
 def _timed(fn, *args) -> float:
-    t = time.perf_counter()
+    """CPU seconds of this process, not wall time: other processes on a loaded machine (CI's 2
+    cores) slow the wall clock, not the work done, so the threshold holds whatever runs beside."""
+    t = time.process_time()
     fn(*args)
-    return time.perf_counter() - t
+    return time.process_time() - t
