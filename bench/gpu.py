@@ -203,14 +203,76 @@ def label_bench(data: Path, model_dir: str, repeats: int, device: str = "cuda") 
     return results
 
 
+# --------------------------------------------------------------------------- several label actors per GPU
+
+
+def _actor(model_dir: str, device: str, batch: int, files: list[str], ready, go, results) -> None:
+    """One label actor (a process, as a Ray actor is): own model, VAD + packing + WhisperLabeler."""
+    import soundfile as sf
+
+    from pipelines.asr import WhisperLabeler, speech_timestamps
+    from pipelines.segment import pack_segments
+
+    compute = "float16" if device == "cuda" else "int8"
+    labeler = WhisperLabeler(model=model_dir, device=device, compute_type=compute, batch_size=batch, cpu_threads=1)
+    audio = [sf.read(f, dtype="float32")[0] for f in files]
+    labeler.label(audio[0], [(0.0, min(5.0, len(audio[0]) / SAMPLE_RATE))], language="en")  # warm-up
+    ready.put(1)
+    go.wait()
+    start = time.perf_counter()
+    for pcm in audio:
+        segs = pack_segments(speech_timestamps(pcm), len(pcm) / SAMPLE_RATE, min_seconds=2.0, max_seconds=30.0,
+                             max_gap=2.0, pad=0.2)
+        labeler.label(pcm, segs, language="en")
+    results.put((sum(len(a) for a in audio) / SAMPLE_RATE, time.perf_counter() - start))
+
+
+def actors_bench(data: Path, model_dir: str, counts: list[int], device: str, batch: int = 8) -> dict:
+    """Aggregate audio-s/s of K label actors sharing one GPU, each on every file once."""
+    import multiprocessing as mp
+
+    files = [str(f) for f in sorted((data / "audio").glob("*.flac"))]
+    ctx = mp.get_context("spawn")
+    out = {}
+    for k in counts:
+        ready, results, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+        procs = [ctx.Process(target=_actor, args=(model_dir, device, batch, files, ready, go, results))
+                 for _ in range(k)]
+        for proc in procs:
+            proc.start()
+        for _ in procs:
+            ready.get(timeout=300)
+        with GpuSampler() as sampler:
+            go.set()
+            got = [results.get(timeout=600) for _ in procs]
+        for proc in procs:
+            proc.join()
+        audio_s, slowest = sum(a for a, _ in got), max(t for _, t in got)
+        out[f"actors_{k}"] = {"audio_s_per_s": audio_s / slowest, "gpu_busy": sampler.busy}
+        print(f"{k} label actors on one GPU (VAD + label each, batch {batch}): {audio_s / slowest:8.1f} audio-s/s, "
+              f"GPU busy {sampler.busy:.0%}", flush=True)
+    return out
+
+
 # --------------------------------------------------------------------------- training
 
 
-def train_bench(data: Path, steps: int, batch_size: int, device_name: str = "cuda") -> dict:
+def _model_sizes():
+    from training.config import ModelConfig
+
+    return {"default": ModelConfig(),
+            "large": ModelConfig(d_model=512, num_layers=12, num_heads=8, ffn_dim=2048, subsample_channels=64)}
+
+
+MODEL_SIZES: dict = {}
+
+
+def train_bench(data: Path, steps: int, batch_size: int, device_name: str = "cuda", size: str = "default") -> dict:
     import torch
 
-    from training.config import ModelConfig
     from training.features import CharVocab, LogMel, pad_features
+
+    MODEL_SIZES.update(_model_sizes())
     from training.model import CTCModel
 
     audio = dict(_load_audio(data))
@@ -229,10 +291,11 @@ def train_bench(data: Path, steps: int, batch_size: int, device_name: str = "cud
         waves = [torch.from_numpy(np.ascontiguousarray(waves_all[j])) for j in idx]
         batches.append((waves, [vocab.encode(texts[j]) for j in idx]))
     seconds_per_pass = sum(len(w) for ws, _ in batches for w in ws) / SAMPLE_RATE
-    results = {"steps": steps, "batch_size": batch_size, "audio_seconds_per_pass": seconds_per_pass}
+    results = {"steps": steps, "batch_size": batch_size, "audio_seconds_per_pass": seconds_per_pass, "size": size,
+               "model": MODEL_SIZES[size].model_dump()}
     for name, amp in (("fp32", False), ("bf16_amp", True)):
         torch.manual_seed(0)
-        model = CTCModel(ModelConfig(), len(vocab)).to(device)
+        model = CTCModel(MODEL_SIZES[size], len(vocab)).to(device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
@@ -262,10 +325,10 @@ def train_bench(data: Path, steps: int, batch_size: int, device_name: str = "cud
         peak = torch.cuda.max_memory_allocated() / 2 ** 20 if device.type == "cuda" else float("nan")
         results[name] = {"steps_per_s": steps / took, "audio_s_per_s": seconds_per_pass / took,
                          "peak_gpu_mib": peak, "gpu_busy": sampler.busy, "last_loss": float(loss.detach())}
-        print(f"train {name}: {steps / took:7.2f} steps/s, {seconds_per_pass / took:8.1f} audio-s/s, "
+        print(f"train {size} {name}: {steps / took:7.2f} steps/s, {seconds_per_pass / took:8.1f} audio-s/s, "
               f"peak {peak:.0f} MiB, GPU busy {sampler.busy:.0%}", flush=True)
     results["amp_speedup"] = results["bf16_amp"]["steps_per_s"] / results["fp32"]["steps_per_s"]
-    print(f"AMP speed-up: {results['amp_speedup']:.2f}x", flush=True)
+    print(f"AMP speed-up ({size} model): {results['amp_speedup']:.2f}x", flush=True)
     return results
 
 
@@ -283,7 +346,9 @@ def main() -> int:
     r.add_argument("--repeats", type=int, default=3)
     r.add_argument("--train-steps", type=int, default=200)
     r.add_argument("--train-batch", type=int, default=32)
-    r.add_argument("--skip", choices=["label", "train"], action="append", default=[])
+    r.add_argument("--skip", choices=["label", "train", "actors"], action="append", default=[])
+    r.add_argument("--train-sizes", default="default", help="model sizes to train: default, large (comma-separated)")
+    r.add_argument("--actors", default="1,2,4,8", help="label actors sharing the GPU, comma-separated counts")
     r.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cpu: a dry run of the script here")
     args = parser.parse_args()
     if args.command == "prepare":
@@ -307,8 +372,12 @@ def main() -> int:
             out["label_error"] = repr(err)
             print(f"label bench failed: {err!r}", flush=True)
         args.json.write_text(json.dumps(out, indent=2))
+    if "actors" not in args.skip:
+        out["actors"] = actors_bench(args.data, args.model, [int(k) for k in args.actors.split(",")], args.device)
+        args.json.write_text(json.dumps(out, indent=2))
     if "train" not in args.skip:
-        out["train"] = train_bench(args.data, args.train_steps, args.train_batch, args.device)
+        out["train"] = {size: train_bench(args.data, args.train_steps, args.train_batch, args.device, size)
+                        for size in args.train_sizes.split(",")}
     args.json.write_text(json.dumps(out, indent=2))
     return 0
 
