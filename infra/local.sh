@@ -48,9 +48,11 @@ start() {
   # token auth, always: the token lives in ~/.ray/auth_token and clients with RAY_AUTH_MODE=token send it
   export RAY_AUTH_MODE=token
   ray get-auth-token --generate >/dev/null
+  # its own temp dir (short: Ray's socket paths must fit 107 bytes), so `stop` stops this Ray alone
+  raytmp=$(mktemp -d /tmp/stt-ray.XXXXXX); echo "$raytmp" >"$dir/ray.tmpdir"
   ray start --head --node-ip-address 127.0.0.1 --port "$RAY_PORT" --include-dashboard true \
     --dashboard-host 127.0.0.1 --dashboard-port "$RAY_DASHBOARD_PORT" --num-cpus "$NUM_CPUS" \
-    --disable-usage-stats >"$dir/ray.log" 2>&1 || { cat "$dir/ray.log" >&2; exit 1; }
+    --temp-dir "$raytmp" --disable-usage-stats >"$dir/ray.log" 2>&1 || { cat "$dir/ray.log" >&2; exit 1; }
   if [ "$s3" = 1 ]; then
     echo "S3 endpoint (moto) on http://127.0.0.1:$S3_PORT ..."
     setsid nohup moto_server -H 127.0.0.1 -p "$S3_PORT" >"$dir/s3.log" 2>&1 &
@@ -83,10 +85,21 @@ stop_pid() {
   rm -f "$f"
 }
 
+stop_ray() {  # this stack's Ray only: every process whose command line names its temp dir
+  local f="$dir/ray.tmpdir"
+  [ -f "$f" ] || return 0
+  local raytmp; raytmp=$(cat "$f")
+  case "$raytmp" in /tmp/stt-ray.*) ;; *) echo "refusing to stop Ray by the odd temp dir '$raytmp'" >&2; return 1 ;; esac
+  pkill -TERM -f -- "$raytmp/" 2>/dev/null || true
+  for _ in $(seq 1 20); do pgrep -f -- "$raytmp/" >/dev/null || break; sleep 0.5; done
+  pkill -KILL -f -- "$raytmp/" 2>/dev/null || true
+  rm -rf "$raytmp" "$f"
+}
+
 stop() {
   stop_pid prefect
   stop_pid s3
-  ray stop --force >/dev/null 2>&1 || true   # note: stops every Ray node on this machine
+  stop_ray
   rm -f "$dir/env"
   echo "stopped"
 }
