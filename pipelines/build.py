@@ -158,8 +158,10 @@ def ray_session(config: BuildConfig):
     started = not ray.is_initialized()
     if started:
         address = config.ray_address or os.environ.get("RAY_ADDRESS")
-        local = {} if address else {"num_cpus": config.resources.num_cpus, "_node_ip_address": "127.0.0.1"}
-        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, **local)
+        local = {} if address else {"num_cpus": config.resources.num_cpus, "_node_ip_address": "127.0.0.1",
+                                    "resources": config.resources.local_resources() or None}
+        # "local": a new cluster of this process; None would join any cluster `ray start` left on the machine
+        ray.init(address=address or "local", include_dashboard=False, logging_level=logging.WARNING, **local)
     for name in ("ray.data", "ray.data._internal"):
         logging.getLogger(name).setLevel(logging.WARNING)
     ctx = ray.data.DataContext.get_current()
@@ -179,6 +181,11 @@ def ray_session(config: BuildConfig):
             ray.shutdown()
 
 
+def _placement(resources: dict[str, float]) -> dict:
+    """Ray options that keep a stage on the nodes declaring these custom resources (none: anywhere)."""
+    return {"resources": dict(resources)} if resources else {}
+
+
 def _needs_fingerprint(row: dict) -> bool:
     return row.get("status") == "ok" and not row.get("fingerprint")
 
@@ -192,7 +199,8 @@ def _ingest(ray, files, store: Store, config: BuildConfig, stats: BuildStats, pr
     if todo:
         stage = Ingest(endpoint_url=config.endpoint_url, **config.ingest.model_dump())
         ds = ray.data.from_items(todo, override_num_blocks=min(len(todo), 64))
-        ds = ds.map(stage, compute=ray.data.TaskPoolStrategy(size=config.resources.decode_workers), num_cpus=1)
+        ds = ds.map(stage, compute=ray.data.TaskPoolStrategy(size=config.resources.decode_workers), num_cpus=1,
+                    **_placement(config.resources.cpu_resources))
         with tqdm(total=len(todo), desc="ingest", unit="file", disable=not progress) as bar:
             for row in ds.iter_rows():
                 _write_part(store, f"{INGEST_DIR}/{row['file_key']}.parquet", [row])
@@ -221,10 +229,11 @@ def _label(ray, recordings: list[dict], store: Store, config: BuildConfig, stats
         ds = ray.data.from_items(todo, override_num_blocks=min(len(todo), 256))
         ds = ds.map(SegmentStage, fn_constructor_kwargs={"segment": config.segment.model_dump(),
                                                          "endpoint_url": config.endpoint_url},
-                    compute=ray.data.ActorPoolStrategy(size=res.decode_workers), num_cpus=1)
+                    compute=ray.data.ActorPoolStrategy(size=res.decode_workers), num_cpus=1,
+                    **_placement(res.cpu_resources))
         ds = ds.map(LabelStage, fn_constructor_kwargs={"model": model},
                     compute=ray.data.ActorPoolStrategy(size=res.label_actors),
-                    num_cpus=res.cpus_per_label_actor, num_gpus=gpus)
+                    num_cpus=res.cpus_per_label_actor, num_gpus=gpus, **_placement(res.label_resources))
         start = time.perf_counter()
         seconds = sum(r["duration"] for r in todo)
         with tqdm(total=round(seconds), desc="label", unit="audio-s", disable=not progress) as bar:
@@ -280,7 +289,7 @@ def _shard_and_commit(ray, recordings, rows, quarantine, store, config, summary,
         by_rec[row["recording_id"]].append(row)
     recs = {r["recording_id"]: r for r in recordings}
     order = sorted(by_rec)
-    cut = ray.remote(num_cpus=1)(_cut_and_encode)
+    cut = ray.remote(num_cpus=1, **_placement(config.resources.cpu_resources))(_cut_and_encode)
     window = max(2, int(ray.cluster_resources().get("CPU", 2)) * 2)
     pending: dict[str, object] = {}
 
