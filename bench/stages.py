@@ -9,9 +9,13 @@ u-law 8 kHz WAV, 16 kHz WAV, 44.1 kHz stereo WAV) plus the same audio as MP3 and
   decode    PyAV demux + decode at the file's own rate and channels
   resample  FFmpeg's resampler to 16 kHz mono s16 (PyAV), on the decoded frames
   to_pcm    what ``corpus.audio.decode`` does in all (decode + resample + float32), the build's decode
+  ingest    what ingest does with the decoded PCM: RMS, sha256 (the recording id) and the
+            spectral-peak fingerprint for near-duplicates (``pipelines.fingerprint``)
   vad       Silero VAD (``pipelines.asr.speech_timestamps``) + packing into segments
   flac      cut the segments and FLAC-encode them (``corpus.shards.encode_flac``)
   shard     tar + sha256 of the FLAC samples (``ShardWriter`` into a local folder)
+  features  faster-whisper's log-mel features of each segment: CPU work on the GPU (label) node,
+            done by the batched pipeline before the model sees a clip
 
 Baseline, measured in the same run: a plain full-file decode, ``ffmpeg -i FILE -ac 1 -ar 16000
 -f s16le -`` (the CPU time of the ffmpeg child). Then: the build's CPU cost per audio second
@@ -147,7 +151,15 @@ def measure(files: list[Path], endpoint: str, repeats: int) -> dict:
         client.upload_file(str(f), "bench", f"raw/{f.name}")
     speech_timestamps(np.zeros(SAMPLE_RATE, dtype=np.float32))  # load the VAD model outside the timings
 
-    t = {name: Timer() for name in ("fetch", "decode", "resample", "to_pcm", "vad", "flac", "shard", "ffmpeg")}
+    from faster_whisper.feature_extractor import FeatureExtractor
+
+    features = FeatureExtractor()
+    from pipelines.fingerprint import fingerprint
+    from corpus.schema import pcm_sha256
+    from pipelines.ingest import rms_dbfs
+
+    t = {name: Timer() for name in ("fetch", "decode", "resample", "to_pcm", "ingest", "vad", "flac", "shard",
+                                    "features", "ffmpeg")}
     ffmpeg_child = 0.0
     audio_s = 0.0
     by_format: dict[str, list[float]] = {}
@@ -167,6 +179,8 @@ def measure(files: list[Path], endpoint: str, repeats: int) -> dict:
             by_format.setdefault(f.suffix.lstrip("."), [0.0, 0.0])
             by_format[f.suffix.lstrip(".")][0] += audio.duration
             by_format[f.suffix.lstrip(".")][1] += time.perf_counter() - c0
+            with t["ingest"]:
+                rms_dbfs(audio.pcm), pcm_sha256(audio.pcm), fingerprint(audio.pcm).to_bytes()
             with t["vad"]:
                 speech = speech_timestamps(audio.pcm)
                 segments = pack_segments(speech, audio.duration, min_seconds=2.0, max_seconds=30.0, max_gap=2.0,
@@ -180,6 +194,9 @@ def measure(files: list[Path], endpoint: str, repeats: int) -> dict:
                     writer.write("train", "bench", f"{f.stem}-{i:06d}", flac, {"text": ""},
                                  segments[i][1] - segments[i][0])
                 writer.close()
+            with t["features"]:
+                for a, b in segments:
+                    features(audio.pcm[round(a * SAMPLE_RATE):round(b * SAMPLE_RATE)])
             c0 = child_cpu_seconds()
             with t["ffmpeg"]:
                 ffmpeg_decode(f)
@@ -196,8 +213,9 @@ def measure(files: list[Path], endpoint: str, repeats: int) -> dict:
 
 
 # how many times the build runs each stage per recording: ingest, segment and cut each fetch and
-# decode the whole file; VAD runs once (segment), FLAC and shard once (cut, release writer)
-BUILD_PASSES = {"fetch": 3, "to_pcm": 3, "vad": 1, "flac": 1, "shard": 1}
+# decode the whole file; hash + fingerprint once (ingest), VAD once (segment), FLAC and shard once
+# (cut, release writer)
+BUILD_PASSES = {"fetch": 3, "to_pcm": 3, "ingest": 1, "vad": 1, "flac": 1, "shard": 1}
 
 
 def main() -> int:
@@ -236,7 +254,7 @@ def report(result: dict, files: list[Path], args) -> None:
     print(f"audio: {result['audio_s'] / 60:.1f} min over {args.repeats} passes of {len(files)} files "
           f"({', '.join(sorted({f.suffix.lstrip('.') for f in files}))}); per core = audio-s per CPU-s of one thread")
     print(f"{'stage':<12}{'audio-s/CPU-s':>15}{'audio-s/wall-s':>16}")
-    for name in ("fetch", "decode", "resample", "to_pcm", "vad", "flac", "shard", "ffmpeg"):
+    for name in ("fetch", "decode", "resample", "to_pcm", "ingest", "vad", "flac", "shard", "features", "ffmpeg"):
         label = name if name != "ffmpeg" else "ffmpeg CLI"
         print(f"{label:<12}{st[name]['audio_s_per_cpu_s']:>15.1f}{st[name]['audio_s_per_wall_s']:>16.1f}")
     ratio = st["to_pcm"]["audio_s_per_cpu_s"] / st["ffmpeg"]["audio_s_per_cpu_s"]
@@ -248,9 +266,12 @@ def report(result: dict, files: list[Path], args) -> None:
     cores_per_gpu = args.gpu_rtfx * total
     print(f"build CPU cost per audio-s: {total * 1000:.2f} ms ("
           + ", ".join(f"{k} {v * 1000:.2f}" for k, v in cost.items()) + f"); largest share: {slowest}")
-    print(f"whole CPU side per core: {per_core:.1f} audio-s/s; one GPU at {args.gpu_rtfx:g}x needs "
-          f"{cores_per_gpu:.1f} cores; {args.cores} cores feed {args.cores * per_core:.0f} audio-s/s "
+    print(f"CPU side per core: {per_core:.1f} audio-s/s; one GPU at {args.gpu_rtfx:g}x needs "
+          f"{cores_per_gpu:.1f} cores of the CPU pool; {args.cores} cores feed {args.cores * per_core:.0f} audio-s/s "
           f"({'enough' if args.cores * per_core >= args.gpu_rtfx else 'NOT enough'} for {args.gpu_rtfx:g}x)")
+    feat = st["features"]["audio_s_per_cpu_s"]
+    print(f"on the GPU node: log-mel features at {feat:.0f} audio-s per CPU-s: {args.gpu_rtfx / feat:.2f} cores "
+          f"per GPU at {args.gpu_rtfx:g}x (its label actor's cpus_per_label_actor must cover them)")
     if args.no_record:
         return
     from measurements import DEFAULT_PATH, record
@@ -258,7 +279,7 @@ def report(result: dict, files: list[Path], args) -> None:
     path = args.measurements or DEFAULT_PATH
     cmd = f"{COMMAND} --minutes {args.minutes:g} --repeats {args.repeats}"
     note = f"{result['audio_s'] / 60:.1f} min of gen-audio (+ mp3, opus copies), one thread, CPU time"
-    for name in ("fetch", "decode", "resample", "to_pcm", "vad", "flac", "shard"):
+    for name in ("fetch", "decode", "resample", "to_pcm", "ingest", "vad", "flac", "shard", "features"):
         record(f"stages.{name}.audio_s_per_s_per_core", st[name]["audio_s_per_cpu_s"], "audio-s per CPU-s", cmd,
                note + (" (S3 GET from moto on 127.0.0.1: client side only)" if name == "fetch" else ""), path=path)
     record("stages.baseline_ffmpeg_decode.audio_s_per_s_per_core", st["ffmpeg"]["audio_s_per_cpu_s"],
