@@ -25,13 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-# `ray start`, except that this node's own address is 127.0.0.1: Ray replaces a --node-ip-address
-# of 127.0.0.1 by the address it would use to reach the internet (and refuses worker nodes when
-# told it is a one-machine cluster), so without this the nodes would talk over the LAN address
-RAY_START = [sys.executable, "-c", "import sys, ray._private.services as s; "
-             "s.node_ip_address_from_perspective = lambda address=None: '127.0.0.1'; "
-             "from ray.scripts.scripts import main; sys.argv[0] = 'ray'; main()", "start"]
-
+# `ray start` with the node's address kept at 127.0.0.1 and a patient raylet registration
+RAY_START = [sys.executable, str(Path(__file__).with_name("ray_start.py")), "start"]
 
 _WAIT_FOR_NODES = """
 import sys, time
@@ -92,6 +87,17 @@ def _wait_gone(pids: list[int], timeout: float) -> list[int]:
         if left:
             time.sleep(0.1)
     return left
+
+
+def _raylet_died(node) -> bool:
+    """The node's raylet exited (a zombie under ``ray start``, which may still wait for it)."""
+    for pid in node.descendants():
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "raylet" and _state(pid) == "Z":
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def _state(pid: int) -> str:
@@ -156,7 +162,7 @@ class LocalRayCluster:
                 "--disable-usage-stats", "--log-style=record", "--log-color=false"]
         if head:
             port = free_port()
-            args += ["--head", f"--port={port}", "--include-dashboard=false",
+            args += ["--head", f"--port={port}", "--include-dashboard=false", f"--dashboard-port={free_port()}",
                      f"--ray-client-server-port={free_port()}"]
             self.address = f"127.0.0.1:{port}"
         else:
@@ -175,10 +181,12 @@ class LocalRayCluster:
         return self._start_and_wait(name, num_cpus, resources or {}, head=False)
 
     def _start_and_wait(self, name: str, num_cpus: int, resources: dict, head: bool, attempts: int = 3) -> Node:
-        # a node gives up when its raylet has not registered within 30 s (fixed in Ray): on a
-        # loaded 2-core machine that happens, so a node that gave up is started again
+        # ray_start.py waits 3 minutes for the raylet to register; a node that still gives up
+        # (a very loaded machine) is started once more
         for attempt in range(attempts):
-            node = self._start(f"{name}{attempt or ''}", num_cpus, resources, head)
+            taken = {n.temp_dir.name for n in self.nodes}
+            node = self._start(next(f"{name}{i or ''}" for i in range(len(taken) + 1) if f"{name}{i or ''}" not in taken),
+                               num_cpus, resources, head)
             try:
                 self.wait_for_nodes(len(self.alive()))
                 return node
@@ -192,17 +200,19 @@ class LocalRayCluster:
     def alive(self) -> list[Node]:
         return [n for n in self.nodes if not n.killed]
 
-    def wait_for_nodes(self, count: int, timeout: float = 90) -> None:
+    def wait_for_nodes(self, count: int, timeout: float = 200) -> None:
         """Until ``count`` nodes are alive in the GCS (asked by a client process with the token)."""
         proc = subprocess.Popen([sys.executable, "-c", _WAIT_FOR_NODES, self.address, str(count), str(timeout)],
                                 env=self.driver_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         deadline = time.time() + timeout + 30
         while proc.poll() is None:
             for node in self.nodes:
-                if node.proc.poll() is not None and not node.killed:
+                if node.killed:
+                    continue
+                if node.proc.poll() is not None or _raylet_died(node):
                     proc.kill()
                     proc.wait()
-                    raise RuntimeError(f"ray node {node.name} exited: {node.log.read_text()[-3000:]}")
+                    raise RuntimeError(f"ray node {node.name} failed: {node.log.read_text()[-3000:]}")
             if time.time() > deadline:
                 proc.kill()
             time.sleep(0.2)
