@@ -14,6 +14,12 @@ Stages and where they run:
 5. **shard** (Ray tasks cut and FLAC-encode kept segments per recording; the driver writes them
    in segment-id order through the release writer) and commit.
 
+Placement: ``resources.label_resources`` (e.g. ``{asr: 1}``) is asked for by every label actor and
+``resources.cpu_resources`` by every ingest task, segment actor and cut task, so on a cluster each
+stage runs only on the nodes that declare those Ray resources (GPU nodes, CPU pool). Between
+stages, data moves through Ray's object store and the store (S3): no shared filesystem. The
+speech clips travel to the label actors as int16 (exact: the decoded PCM is int16 / 32768).
+
 Resumable: a work part is written atomically and is the partition's completion marker (a
 separate ``_SUCCESS`` object would add nothing to an atomic write). A rerun skips every file and
 recording whose part exists; a build over the same sources plus new files processes only the
@@ -79,6 +85,14 @@ def _done_keys(store: Store, prefix: str) -> set[str]:
 # --------------------------------------------------------------------------- Ray stages
 
 
+def pcm_to_int16(pcm: np.ndarray) -> np.ndarray:
+    """Decoded PCM (int16 / 32768 as float32) back to its int16 samples, exactly."""
+    out = np.rint(pcm * 32768.0).astype(np.int16)
+    if not np.array_equal(out.astype(np.float32) / 32768.0, pcm):
+        raise ValueError("PCM is not int16 / 32768: it cannot be shipped as int16 without loss")
+    return out
+
+
 @dataclass
 class SegmentStage:
     """Ray Data actor: a recording row → the same row plus its segments and their audio."""
@@ -96,7 +110,9 @@ class SegmentStage:
                                  max_gap=s["max_gap"], pad=s["pad"])
         pieces = [audio.pcm[round(a * SAMPLE_RATE):round(b * SAMPLE_RATE)] for a, b in segments]
         clips_audio = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
-        return {**row, "segments": json.dumps(segments), "clips_pcm": clips_audio.astype(np.float32).tobytes()}
+        # shipped to the label node as int16, half the bytes of float32 and exact: the decoded PCM
+        # is int16 / 32768, and LabelStage divides the same way again
+        return {**row, "segments": json.dumps(segments), "clips_pcm": pcm_to_int16(clips_audio).tobytes()}
 
 
 class LabelStage:
@@ -109,7 +125,7 @@ class LabelStage:
 
     def __call__(self, row: dict) -> dict:
         segments = [tuple(s) for s in json.loads(row.pop("segments"))]
-        pcm = np.frombuffer(row.pop("clips_pcm"), dtype=np.float32)
+        pcm = np.frombuffer(row.pop("clips_pcm"), dtype=np.int16).astype(np.float32) / 32768.0
         # the clips were concatenated in order: give the labeler their positions in that array
         clips, offset = [], 0.0
         for start, end in segments:
