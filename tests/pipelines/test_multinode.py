@@ -4,7 +4,9 @@ its own raylet (``tests/ray_nodes.py``), sources and store on the moto S3 endpoi
 One worker declares ``asr: 1`` (it stands for a GPU node) and the label stage is placed by it;
 the other declares ``cpu_pool`` and ingest, decode + VAD and FLAC cutting are placed by that.
 The release equals a one-node build's byte for byte, and so does the release of a build whose
-labelling node was killed (SIGKILL, raylet and workers at once) midway, after a rerun.
+labelling node was killed (SIGKILL, raylet and workers at once) midway and replaced by a new
+one: Ray restarts the label actor on the new node and the running build goes on (seen here), or,
+if the driver fails, a rerun labels only what is left; either way the release is the same.
 """
 from __future__ import annotations
 
