@@ -6,8 +6,9 @@ measurement it came from, or says it was given on the command line. A figure the
 an error that says which benchmark measures it (the GPU labelling speed can be given instead with
 ``--gpu-rtfx``).
 
-Model of the build: labelling on the GPUs sets the pace; the CPU side (fetch, decode, VAD, FLAC,
-shards) must keep up, so the cores needed are the GPU speed over the CPU side's per-core speed;
+Model of the build: three phases one after another. Ingest and cut + shard run on the CPU pool;
+in segment + label the GPUs set the pace and the CPU side (fetch, decode, VAD) must keep up, so
+the pool is sized as the GPU speed over the CPU side's per-core speed;
 the store holds the kept audio as FLAC in shards of ``shards.max_bytes`` under one prefix per
 (split, domain); S3 serves 3,500 PUT and 5,500 GET requests per second per prefix.
 """
@@ -94,12 +95,29 @@ def make_plan(*, hours: float, gpus: int, model: str, gpu_rtfx: float | None, me
 
     audio_s = hours * 3600
     rate = float(rtfx) * gpus  # audio-s labelled per wall second, all GPUs
-    wall_s = audio_s / rate
-    out["wall time (labelling-bound)"] = (wall_s / 3600, "h", f"{hours:g} h / ({gpus} GPUs x rtfx); rtfx: {rtfx.source}")
-    out["GPU-hours"] = (wall_s / 3600 * gpus, "GPU-h", "wall time x GPUs")
     cores = rate / float(cpu)
-    out["CPU cores to keep the GPUs fed"] = (math.ceil(cores), "cores",
-                                             f"{gpus} x rtfx / CPU side per core; per core: {cpu.source}")
+    pool = math.ceil(cores)  # the CPU pool sized to keep the GPUs fed
+    # the build's phases run one after another: ingest (fetch, decode, hash + fingerprint) on the
+    # CPU pool, segment + label (GPU-bound when the pool is sized as above), cut + shard (fetch,
+    # decode, FLAC of the kept audio) on the CPU pool
+    per = {n: measured(measurements, f"stages.{n}.audio_s_per_s_per_core", "run bench/stages.py")
+           for n in ("fetch", "to_pcm", "ingest", "flac")}
+    ingest_core_s = 1 / float(per["fetch"]) + 1 / float(per["to_pcm"]) + 1 / float(per["ingest"])
+    cut_core_s = 1 / float(per["fetch"]) + 1 / float(per["to_pcm"]) + float(kept) / float(per["flac"])
+    ingest_h = audio_s * ingest_core_s / pool / 3600
+    label_h = audio_s / rate / 3600
+    cut_h = audio_s * cut_core_s / pool / 3600
+    out["wall time: ingest phase"] = (ingest_h, "h", f"{hours:g} h x (1/fetch + 1/to_pcm + 1/ingest) / {pool} cores; "
+                                                     + "; ".join(per[n].source for n in ("fetch", "to_pcm", "ingest")))
+    out["wall time: segment + label phase (GPU-bound)"] = (label_h, "h", f"{hours:g} h / ({gpus} GPUs x rtfx); "
+                                                                          f"rtfx: {rtfx.source}")
+    out["wall time: cut + shard phase"] = (cut_h, "h", f"{hours:g} h x (1/fetch + 1/to_pcm + kept/flac) / {pool} cores; "
+                                                       f"flac: {per['flac'].source}")
+    out["wall time: whole build"] = (ingest_h + label_h + cut_h, "h", "the three phases, one after another")
+    out["GPU-hours (GPU nodes only while labelling: autoscaled)"] = (label_h * gpus, "GPU-h", "label phase x GPUs")
+    out["GPU-hours (GPU nodes held for the whole build)"] = ((ingest_h + label_h + cut_h) * gpus, "GPU-h",
+                                                             "whole build x GPUs")
+    out["CPU cores to keep the GPUs fed"] = (pool, "cores", f"{gpus} x rtfx / CPU side per core; per core: {cpu.source}")
     out["CPU cores per GPU"] = (cores / gpus, "cores", "the same, per GPU")
 
     kept_audio_s = audio_s * float(kept)
