@@ -111,5 +111,5 @@ def test_the_committed_measurements_file_is_complete_for_a_plan():
     for name, m in figures.items():
         assert set(m) == {"value", "unit", "date", "machine", "command", "notes"}, name
         dt.date.fromisoformat(m["date"])
-        assert m["command"].startswith("python bench/"), name
+        assert m["command"].strip() and m["machine"].strip(), name  # how to measure it again, and where
     json.loads((ROOT / "docs" / "measurements.json").read_text())
