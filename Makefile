@@ -56,6 +56,7 @@ bench: setup
 	$(PY) bench/two_pass.py
 	$(PY) bench/stream.py
 	$(PY) bench/curriculum.py
+	$(PY) bench/stages.py
 
 clean:
 	rm -rf $(DEMO_DIR) .bench build *.egg-info

@@ -332,6 +332,44 @@ def train_bench(data: Path, steps: int, batch_size: int, device_name: str = "cud
     return results
 
 
+def record_measurements(paths: list[Path]) -> None:
+    """Merge the figures of ``run`` outputs (JSON files brought back from the GPU machine) into
+    docs/measurements.json, stamped with that machine, for ``stt-corpus plan``."""
+    from bench.measurements import record
+
+    for path in paths:
+        out = json.loads(path.read_text())
+        machine = f"{out['host_cpus']} cores (lent machine), {out['device']}"
+        command = f"python bench/gpu.py run DATA --model tiny.en ({path.name})"
+        label = out.get("label")
+        if label:
+            for key, name in (("plain_loop", "plain_loop"),):
+                record(f"label.cuda.tiny.en.float16.{name}.audio_s_per_s", label[key]["audio_s_per_s"], "audio-s/s",
+                       command, "plain WhisperModel.transcribe(vad_filter=True) loop, one process",
+                       machine_words=machine)
+            record("label.cuda.tiny.en.float16.ceiling_batched.audio_s_per_s",
+                   label["batch_8"]["ceiling_batched"]["audio_s_per_s"], "audio-s/s", command,
+                   "faster-whisper BatchedInferencePipeline, batch 8, one process", machine_words=machine)
+            record("label.cuda.tiny.en.float16.one_actor.audio_s_per_s",
+                   label["batch_8"]["ours_vad_and_label"]["audio_s_per_s"], "audio-s/s", command,
+                   "our label stage (VAD + packing + WhisperLabeler, batch 8), one process", machine_words=machine)
+        actors = out.get("actors")
+        if actors:
+            best = max(actors, key=lambda k: actors[k]["audio_s_per_s"])
+            record("label.cuda.tiny.en.float16.batched.audio_s_per_s", actors[best]["audio_s_per_s"], "audio-s/s",
+                   command, f"one GPU, {best.split('_')[1]} label actors sharing it (VAD + packing + WhisperLabeler, "
+                   f"batch 8, each its own process), GPU busy {actors[best]['gpu_busy']:.0%}", machine_words=machine)
+        train = out.get("train", {})
+        train = train.get("default", train)
+        if train:
+            batch = train["batch_size"]
+            for mode, name in (("bf16_amp", "amp"), ("fp32", "fp32")):
+                record(f"train.cuda.{name}.samples_per_s", train[mode]["steps_per_s"] * batch, "samples/s", command,
+                       f"CTCModel default size, batch {batch} sentence clips (up to 12 s), features on the GPU",
+                       machine_words=machine)
+        print(f"recorded the figures of {path}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -347,12 +385,17 @@ def main() -> int:
     r.add_argument("--train-steps", type=int, default=200)
     r.add_argument("--train-batch", type=int, default=32)
     r.add_argument("--skip", choices=["label", "train", "actors"], action="append", default=[])
+    m = sub.add_parser("record", help="merge run outputs (JSON) into docs/measurements.json")
+    m.add_argument("json", type=Path, nargs="+")
     r.add_argument("--train-sizes", default="default", help="model sizes to train: default, large (comma-separated)")
     r.add_argument("--actors", default="1,2,4,8", help="label actors sharing the GPU, comma-separated counts")
     r.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cpu: a dry run of the script here")
     args = parser.parse_args()
     if args.command == "prepare":
         prepare(args.out, args.minutes, args.seed)
+        return 0
+    if args.command == "record":
+        record_measurements(args.json)
         return 0
     import torch
 

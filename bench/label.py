@@ -8,7 +8,11 @@ Ours: ``stt-corpus build`` on the same files into a fresh store: ingest, VAD + p
 batched decoding in a Ray actor pool, filter, shards, release. Reported end to end (Ray start
 and sharding included) and for the segment+label stage alone.
 
-Prints audio seconds per wall second for each and the ratios ours / plain loop.
+Prints audio seconds per wall second for each and the ratios ours / plain loop, and records into
+docs/measurements.json (``--no-record`` to skip): the label stage's speed as
+``label.<device>.<model>.<compute>.batched.audio_s_per_s`` and, from the release the build wrote,
+``build.release.shard_bytes_per_kept_audio_s``, ``build.release.kept_fraction`` and
+``build.release.mean_kept_segment_s`` (what ``stt-corpus plan`` sizes a store from).
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from corpus.audio import decode  # noqa: E402
 from corpus.gen_audio import DOMAINS, generate  # noqa: E402
@@ -44,14 +49,14 @@ def plain_loop(files: list[Path], threads: int, device: str) -> tuple[float, flo
     return audio_seconds, time.perf_counter() - start
 
 
-def ours(raw: Path, store: Path, threads: int, device: str) -> dict:
+def ours(raw: Path, store: Path, threads: int, device: str, decode_workers: int = 1) -> dict:
     from pipelines.build import run_build
     from pipelines.config import load_config
 
     config = load_config(None, release="bench", store=str(store), device=device,
                          sources=[{"uri": str(raw), "include": f"{d}-*", "domain": d} for d in DOMAINS],
                          model={"name": "tiny.en", "device": device, "cpu_threads": threads},
-                         resources={"num_cpus": os.cpu_count()})
+                         resources={"num_cpus": os.cpu_count(), "decode_workers": decode_workers})
     start = time.perf_counter()
     summary = run_build(config, progress=False)
     summary["end_to_end_seconds"] = time.perf_counter() - start
@@ -64,6 +69,11 @@ def main() -> int:
     parser.add_argument("--audio-dir", help="use these gen-audio files instead of generating")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="CTranslate2 threads for both")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--decode-workers", type=int, default=None,
+                        help="segment actors (decode + VAD) feeding the label actor; default 1 on the CPU, "
+                             "all cores but one on a GPU, so the figure measures the GPU and not VAD")
+    parser.add_argument("--no-record", action="store_true", help="do not write docs/measurements.json")
+    parser.add_argument("--measurements", default=None, help="measurements file (default docs/measurements.json)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-label-"))
@@ -76,7 +86,11 @@ def main() -> int:
     print("plain faster-whisper loop ...", flush=True)
     audio_s, loop_s = plain_loop(files, args.threads, args.device)
     print("stt-corpus build (Ray) ...", flush=True)
-    summary = ours(raw, work / "store", args.threads, args.device)
+    from pipelines.asr import choose_device
+
+    if args.decode_workers is None:
+        args.decode_workers = max(1, (os.cpu_count() or 2) - 1) if choose_device(args.device, "auto")[0] == "cuda" else 1
+    summary = ours(raw, work / "store", args.threads, args.device, args.decode_workers)
     end_to_end = audio_s / summary["end_to_end_seconds"]
     label_only = summary["label_throughput_audio_s_per_s"]
     baseline = audio_s / loop_s
@@ -87,7 +101,47 @@ def main() -> int:
     print(f"{'ours, segment+label stage':<48}{label_only:>18.2f}")
     print(f"{'ours, whole build (Ray start, ingest, shards)':<48}{end_to_end:>18.2f}")
     print(f"ratio ours / plain loop: label stage {label_only / baseline:.2f}, whole build {end_to_end / baseline:.2f}")
+    release = release_figures(work / "store", audio_s)
+    print(f"release: {release['kept_fraction']:.3f} of the input audio kept, "
+          f"{release['shard_bytes_per_kept_audio_s']:,.0f} shard bytes per kept audio-s, "
+          f"mean kept segment {release['mean_kept_segment_s']:.2f} s")
+    if not args.no_record:
+        record_figures(args, label_only, baseline, release, audio_s)
     return 0
+
+
+def release_figures(store: Path, audio_s: float) -> dict:
+    """Store-sizing figures from the release the build wrote: shard bytes, kept share, segment length."""
+    from corpus.release import Release
+    from corpus.store import open_store
+
+    release = Release.open(open_store(store), "bench")
+    index = release.index().to_pylist()
+    kept_s = sum(r["seconds"] for r in index)
+    samples = sum(r["samples"] for r in index)
+    return {"shard_bytes_per_kept_audio_s": sum(r["bytes"] for r in index) / kept_s,
+            "kept_fraction": kept_s / audio_s, "mean_kept_segment_s": kept_s / samples}
+
+
+def record_figures(args, label_only: float, baseline: float, release: dict, audio_s: float) -> None:
+    from measurements import DEFAULT_PATH, record
+
+    from pipelines.asr import choose_device
+
+    device, compute = choose_device(args.device, "auto")
+    path = args.measurements or DEFAULT_PATH
+    cmd = (f"python bench/label.py --minutes {args.minutes:g} --threads {args.threads} --device {args.device} "
+           f"--decode-workers {args.decode_workers}")
+    note = f"{audio_s / 60:.1f} min of gen-audio, 4 domains; {args.threads} CTranslate2 threads"
+    record(f"label.{device}.tiny.en.{compute}.batched.audio_s_per_s", label_only, "audio-s per wall-s", cmd,
+           note + f"; segment+label stage of the build (one label actor, {args.decode_workers} decode+VAD workers); "
+           f"plain faster-whisper loop {baseline:.2f}",
+           path=path)
+    record("build.release.shard_bytes_per_kept_audio_s", release["shard_bytes_per_kept_audio_s"], "bytes per audio-s",
+           cmd, note + "; shard bytes (16-bit FLAC + JSON + tar) / kept seconds, from the release's index", path=path)
+    record("build.release.kept_fraction", release["kept_fraction"], "kept audio-s per input audio-s", cmd,
+           note + "; default filter thresholds; synthetic speech: real corpora keep less", path=path)
+    record("build.release.mean_kept_segment_s", release["mean_kept_segment_s"], "s", cmd, note, path=path)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,12 @@ Stages and where they run:
 5. **shard** (Ray tasks cut and FLAC-encode kept segments per recording; the driver writes them
    in segment-id order through the release writer) and commit.
 
+Placement: ``resources.label_resources`` (e.g. ``{asr: 1}``) is asked for by every label actor and
+``resources.cpu_resources`` by every ingest task, segment actor and cut task, so on a cluster each
+stage runs only on the nodes that declare those Ray resources (GPU nodes, CPU pool). Between
+stages, data moves through Ray's object store and the store (S3): no shared filesystem. The
+speech clips travel to the label actors as int16 (exact: the decoded PCM is int16 / 32768).
+
 Resumable: a work part is written atomically and is the partition's completion marker (a
 separate ``_SUCCESS`` object would add nothing to an atomic write). A rerun skips every file and
 recording whose part exists; a build over the same sources plus new files processes only the
@@ -79,6 +85,14 @@ def _done_keys(store: Store, prefix: str) -> set[str]:
 # --------------------------------------------------------------------------- Ray stages
 
 
+def pcm_to_int16(pcm: np.ndarray) -> np.ndarray:
+    """Decoded PCM (int16 / 32768 as float32) back to its int16 samples, exactly."""
+    out = np.rint(pcm * 32768.0).astype(np.int16)
+    if not np.array_equal(out.astype(np.float32) / 32768.0, pcm):
+        raise ValueError("PCM is not int16 / 32768: it cannot be shipped as int16 without loss")
+    return out
+
+
 @dataclass
 class SegmentStage:
     """Ray Data actor: a recording row → the same row plus its segments and their audio."""
@@ -96,7 +110,9 @@ class SegmentStage:
                                  max_gap=s["max_gap"], pad=s["pad"])
         pieces = [audio.pcm[round(a * SAMPLE_RATE):round(b * SAMPLE_RATE)] for a, b in segments]
         clips_audio = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
-        return {**row, "segments": json.dumps(segments), "clips_pcm": clips_audio.astype(np.float32).tobytes()}
+        # shipped to the label node as int16, half the bytes of float32 and exact: the decoded PCM
+        # is int16 / 32768, and LabelStage divides the same way again
+        return {**row, "segments": json.dumps(segments), "clips_pcm": pcm_to_int16(clips_audio).tobytes()}
 
 
 class LabelStage:
@@ -109,7 +125,7 @@ class LabelStage:
 
     def __call__(self, row: dict) -> dict:
         segments = [tuple(s) for s in json.loads(row.pop("segments"))]
-        pcm = np.frombuffer(row.pop("clips_pcm"), dtype=np.float32)
+        pcm = np.frombuffer(row.pop("clips_pcm"), dtype=np.int16).astype(np.float32) / 32768.0
         # the clips were concatenated in order: give the labeler their positions in that array
         clips, offset = [], 0.0
         for start, end in segments:
@@ -158,8 +174,10 @@ def ray_session(config: BuildConfig):
     started = not ray.is_initialized()
     if started:
         address = config.ray_address or os.environ.get("RAY_ADDRESS")
-        local = {} if address else {"num_cpus": config.resources.num_cpus, "_node_ip_address": "127.0.0.1"}
-        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, **local)
+        local = {} if address else {"num_cpus": config.resources.num_cpus, "_node_ip_address": "127.0.0.1",
+                                    "resources": config.resources.local_resources() or None}
+        # "local": a new cluster of this process; None would join any cluster `ray start` left on the machine
+        ray.init(address=address or "local", include_dashboard=False, logging_level=logging.WARNING, **local)
     for name in ("ray.data", "ray.data._internal"):
         logging.getLogger(name).setLevel(logging.WARNING)
     ctx = ray.data.DataContext.get_current()
@@ -179,6 +197,11 @@ def ray_session(config: BuildConfig):
             ray.shutdown()
 
 
+def _placement(resources: dict[str, float]) -> dict:
+    """Ray options that keep a stage on the nodes declaring these custom resources (none: anywhere)."""
+    return {"resources": dict(resources)} if resources else {}
+
+
 def _needs_fingerprint(row: dict) -> bool:
     return row.get("status") == "ok" and not row.get("fingerprint")
 
@@ -192,7 +215,8 @@ def _ingest(ray, files, store: Store, config: BuildConfig, stats: BuildStats, pr
     if todo:
         stage = Ingest(endpoint_url=config.endpoint_url, **config.ingest.model_dump())
         ds = ray.data.from_items(todo, override_num_blocks=min(len(todo), 64))
-        ds = ds.map(stage, compute=ray.data.TaskPoolStrategy(size=config.resources.decode_workers), num_cpus=1)
+        ds = ds.map(stage, compute=ray.data.TaskPoolStrategy(size=config.resources.decode_workers), num_cpus=1,
+                    **_placement(config.resources.cpu_resources))
         with tqdm(total=len(todo), desc="ingest", unit="file", disable=not progress) as bar:
             for row in ds.iter_rows():
                 _write_part(store, f"{INGEST_DIR}/{row['file_key']}.parquet", [row])
@@ -221,10 +245,11 @@ def _label(ray, recordings: list[dict], store: Store, config: BuildConfig, stats
         ds = ray.data.from_items(todo, override_num_blocks=min(len(todo), 256))
         ds = ds.map(SegmentStage, fn_constructor_kwargs={"segment": config.segment.model_dump(),
                                                          "endpoint_url": config.endpoint_url},
-                    compute=ray.data.ActorPoolStrategy(size=res.decode_workers), num_cpus=1)
+                    compute=ray.data.ActorPoolStrategy(size=res.decode_workers), num_cpus=1,
+                    **_placement(res.cpu_resources))
         ds = ds.map(LabelStage, fn_constructor_kwargs={"model": model},
                     compute=ray.data.ActorPoolStrategy(size=res.label_actors),
-                    num_cpus=res.cpus_per_label_actor, num_gpus=gpus)
+                    num_cpus=res.cpus_per_label_actor, num_gpus=gpus, **_placement(res.label_resources))
         start = time.perf_counter()
         seconds = sum(r["duration"] for r in todo)
         with tqdm(total=round(seconds), desc="label", unit="audio-s", disable=not progress) as bar:
@@ -280,7 +305,7 @@ def _shard_and_commit(ray, recordings, rows, quarantine, store, config, summary,
         by_rec[row["recording_id"]].append(row)
     recs = {r["recording_id"]: r for r in recordings}
     order = sorted(by_rec)
-    cut = ray.remote(num_cpus=1)(_cut_and_encode)
+    cut = ray.remote(num_cpus=1, **_placement(config.resources.cpu_resources))(_cut_and_encode)
     window = max(2, int(ray.cluster_resources().get("CPU", 2)) * 2)
     pending: dict[str, object] = {}
 

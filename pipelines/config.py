@@ -125,12 +125,45 @@ class FilterConfig(_Strict):
         return self
 
 
+RAY_BUILTIN_RESOURCES = {"CPU", "GPU", "memory", "object_store_memory"}
+
+
 class ResourcesConfig(_Strict):
+    """How many workers each stage gets, and on which Ray nodes each stage may run.
+
+    Placement uses Ray custom resources: a node declares them (``ray start --resources
+    '{"asr": 1}'``, or ``rayStartParams.resources`` of a KubeRay worker group) and a stage that asks
+    for them runs only on such nodes. ``label_resources: {asr: 1}`` puts one label actor on each
+    ``asr`` slot (the GPU nodes); ``cpu_resources: {cpu_pool: 0.01}`` keeps ingest, decode + VAD and
+    FLAC cutting on the CPU pool. A local cluster (no ``ray_address``) declares both, so the same
+    config runs on a laptop.
+    """
+
     num_cpus: int | None = Field(None, ge=1, description="CPUs of the local Ray cluster (default: all)")
     decode_workers: int = Field(1, ge=1, description="Ray actors that read, decode and run VAD")
     label_actors: int = Field(1, ge=1, description="Ray actors that each hold one ASR model")
     cpus_per_label_actor: float = Field(1.0, gt=0)
     gpus_per_label_actor: float = Field(1.0, ge=0, description="used only when the device is cuda")
+    label_resources: dict[str, float] = Field(
+        default_factory=dict, description="Ray custom resources each label actor asks for (e.g. {asr: 1}): "
+                                          "labelling runs only on nodes that declare them")
+    cpu_resources: dict[str, float] = Field(
+        default_factory=dict, description="Ray custom resources each ingest, segment (decode + VAD) and cut "
+                                          "(FLAC) worker asks for (e.g. {cpu_pool: 0.01})")
+
+    @field_validator("label_resources", "cpu_resources")
+    @classmethod
+    def _custom(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, amount in value.items():
+            if not name or name in RAY_BUILTIN_RESOURCES or name.startswith("node:"):
+                raise ValueError(f"{name!r} is not a custom resource name (CPU/GPU have their own fields)")
+            if not amount > 0:
+                raise ValueError(f"resource {name!r} must be a positive amount, got {amount}")
+        return value
+
+    def local_resources(self) -> dict[str, float]:
+        """Custom resources a local one-node cluster declares so that every stage can run on it."""
+        return {name: 1000.0 for name in {**self.label_resources, **self.cpu_resources}}
 
 
 class ShardConfig(_Strict):

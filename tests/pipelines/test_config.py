@@ -67,3 +67,18 @@ def test_split_group_follows_the_declared_pattern():
     assert split_group(rec, patterns) == "file:///raw#george"
     assert split_group({**rec, "key": "notes.wav"}, patterns) == "abc"
     assert split_group({**rec, "domain": "other"}, patterns) == "abc"
+
+
+def test_placement_resources_are_custom_positive_and_declared_by_a_local_cluster():
+    from pipelines.config import ConfigError, load_config
+
+    base = {"release": "r", "sources": [{"uri": "/x", "domain": "d"}]}
+    config = load_config(None, **base, resources={"label_resources": {"asr": 1}, "cpu_resources": {"cpu_pool": 0.5}})
+    assert config.resources.label_resources == {"asr": 1} and config.resources.cpu_resources == {"cpu_pool": 0.5}
+    assert set(config.resources.local_resources()) == {"asr", "cpu_pool"}
+    assert load_config(None, **base).resources.local_resources() == {}
+    for bad, words in (({"label_resources": {"GPU": 1}}, "not a custom resource"),
+                       ({"cpu_resources": {"cpu_pool": 0}}, "positive amount"),
+                       ({"cpu_resources": {"node:127.0.0.1": 1}}, "not a custom resource")):
+        with pytest.raises(ConfigError, match=words):
+            load_config(None, **base, resources=bad)
