@@ -42,6 +42,7 @@ def collate(items: list[Item], vocab: CharVocab, logmel: LogMel) -> dict:
         "target_lengths": torch.tensor(target_lengths, dtype=torch.long),
         "keys": [i.key for i in items], "domains": [i.domain for i in items],
         "durations": [i.duration for i in items], "texts": [i.meta.get("text", "") for i in items],
+        "epochs": [i.ref[0] for i in items],
     }
 
 
