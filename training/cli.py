@@ -140,9 +140,17 @@ def _cmd_train(args) -> int:
         return 0
     print(f"run {result.run}: {result.steps} steps, {result.audio_hours:.3f} h of audio, "
           f"{result.wall_seconds:.0f} s wall, {result.device_seconds:.0f} s on {result.device}")
+    first = {(r["domain"], r["split"]): r for r in result.first_eval}
+    first_step = result.first_eval[0]["step"] if result.first_eval else None
+    if first_step is not None and first_step != result.final_eval_step:
+        print(f"  {'domain':<12} {'split':<10} CER at step {first_step} -> {result.final_eval_step}    "
+              f"WER at step {result.final_eval_step}")
     for row in result.final_eval:
         cer = "–" if row["cer"] is None else f"{row['cer']:.3f}"
         wer = "–" if row["wer"] is None else f"{row['wer']:.3f}"
+        before = first.get((row["domain"], row["split"]))
+        if first_step is not None and first_step != result.final_eval_step and before and before["cer"] is not None:
+            cer = f"{before['cer']:.3f} -> {cer}"
         print(f"  {row['domain']:<12} {row['split']:<10} CER {cer}  WER {wer}  ({row['samples']} samples)")
     if result.corrupt_shards:
         print(f"  skipped {sum(result.corrupt_shards.values())} corrupt shard read(s): {sorted(result.corrupt_shards)}")

@@ -83,6 +83,8 @@ class TrainResult:
     report_url: str
     world_size: int = 1
     rank: int = 0
+    first_eval: list[dict] = field(default_factory=list)  # the run's first evaluation (with its step)
+    final_eval_step: int | None = None
     files: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -565,11 +567,16 @@ class _Trainer:
             "config": self.config.model_dump(mode="json"),
         }
         files = report_mod.write_report(self.run, summary, self.metrics)
+        evals = [r for r in self.metrics if r["kind"] == "eval"]
+        first_step = min((r["step"] for r in evals), default=None)
+        first_eval = [{k: r[k] for k in ("step", "domain", "split", "cer", "wer", "samples")}
+                      for r in evals if r["step"] == first_step]
         return TrainResult(run=self.config.run, run_url=self.run.store.uri, steps=progress.step,
                            audio_hours=audio / 3600, wall_seconds=wall_seconds, device_seconds=device_seconds,
                            device=summary["compute"]["device"], final_eval=self.last_eval, realised=realised,
                            corrupt_shards=data["corrupt_shards"], checkpoint_url=self.last_checkpoint,
-                           report_url=files["report.md"], files=files, world_size=self.dist.world_size)
+                           report_url=files["report.md"], files=files, world_size=self.dist.world_size,
+                           first_eval=first_eval, final_eval_step=self.last_eval_step)
 
 
 def train(config: TrainConfig | dict) -> TrainResult:
