@@ -14,8 +14,10 @@ All three decode the FLAC with soundfile, compute the same log-mel features
 (training.features.LogMel) and pad them into batches of about --batch-seconds of audio, in
 --workers DataLoader worker processes (default 1, as in training; it also leaves the moto
 server, which runs in this process, its own core, the way a real S3 endpoint is not on the
-loader's CPU). Prints samples/s and audio seconds/s (medians), and the ratios ours S3 / ours
-local (goal >= 0.8) and ours local / webdataset.
+loader's CPU). DataLoader workers start from a fork server, as in training. Prints samples/s
+and audio seconds/s (medians), and the ratios ours S3 / ours local (goal >= 0.95: the next
+shard downloads on a helper thread while the current one is decoded, so S3 should cost almost
+nothing over local disk) and ours local / webdataset (goal >= 1).
 """
 from __future__ import annotations
 
@@ -187,8 +189,10 @@ def main() -> int:
         median = statistics.median(times[name])
         rates[name] = (n_train / median, seconds_train / median)
         print(f"{name:<44} {rates[name][0]:10.1f} {rates[name][1]:10.1f}")
-    print(f"ratio ours S3 / ours local: {rates['ours S3'][1] / rates['ours local'][1]:.2f}  (goal >= 0.80)")
-    print(f"ratio ours local / webdataset local: {rates['ours local'][1] / rates['webdataset local'][1]:.2f}")
+    print(f"ratio ours S3 / ours local: {rates['ours S3'][1] / rates['ours local'][1]:.2f}  (goal >= 0.95)")
+    print(f"ratio ours local / webdataset local: {rates['ours local'][1] / rates['webdataset local'][1]:.2f}  "
+          "(goal >= 1)")
+    print(f"ratio ours S3 / webdataset local: {rates['ours S3'][1] / rates['webdataset local'][1]:.2f}")
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
     return 0

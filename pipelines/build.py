@@ -159,7 +159,9 @@ def ray_session(config: BuildConfig):
     if started:
         address = config.ray_address or os.environ.get("RAY_ADDRESS")
         local = {} if address else {"num_cpus": config.resources.num_cpus, "_node_ip_address": "127.0.0.1"}
-        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, **local)
+        # "local": a cluster of this build's own, never one some other process left running on the
+        # machine (ray.init() with no address joins the newest one it finds)
+        ray.init(address=address or "local", include_dashboard=False, logging_level=logging.WARNING, **local)
     for name in ("ray.data", "ray.data._internal"):
         logging.getLogger(name).setLevel(logging.WARNING)
     ctx = ray.data.DataContext.get_current()
