@@ -147,7 +147,7 @@ class EvalSet:
             yield batch
 
 
-WORKER_PRELOAD = ("__main__", "torch", "training.dataset")
+WORKER_PRELOAD = ("__main__", "torch", "training.dataset", "boto3")  # boto3: S3 clients, made in workers
 
 
 def _preload_forkserver() -> None:
