@@ -221,6 +221,7 @@ def test_a_rank_killed_brings_the_run_down_and_it_resumes_exactly_from_s3(s3_end
             "--endpoint-url", s3_endpoint, "--resume", "--nproc", "2"])
     assert run.store.exists("report.md")
     assert _per_step(store, "ddp-killed") == reference
+    _assert_equal_steps_and_once_per_pass(_rows(store, "ddp-killed"), KILL_STEPS, _keys(store, RELEASE))
     weights, ref_weights = _weights(store, "ddp-killed"), _weights(store, "ddp-reference")
     assert weights.keys() == ref_weights.keys()
     assert all(torch.equal(weights[k], ref_weights[k]) for k in weights)
