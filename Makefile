@@ -6,9 +6,9 @@ PY := $(VENV)/bin/python
 DEMO_DIR ?= .demo
 # training audio (split by the build's fractions), validation-only audio, training steps: sized so
 # that `make demo` takes under 10 minutes on 2 CPU cores and the validation CER clearly falls
-DEMO_MINUTES ?= 12
+DEMO_MINUTES ?= 20
 DEMO_HELDOUT_MINUTES ?= 6
-DEMO_STEPS ?= 600
+DEMO_STEPS ?= 500
 
 .PHONY: demo test setup system-deps bench clean lock fresh-check
 
