@@ -269,6 +269,19 @@ def _label(ray, recordings: list[dict], store: Store, config: BuildConfig, stats
     return out
 
 
+def _fixed_splits(files, config: BuildConfig) -> dict[tuple[str, str], str | None]:
+    """(source uri, domain) -> the split a source declares for all its recordings (``Source.split``)."""
+    out = {}
+    for source in config.sources:
+        if source.split is None:
+            continue
+        uri = open_store(source.uri, endpoint_url=config.endpoint_url).uri
+        for f in files:
+            if f.source_uri == uri and f.domain == source.domain:
+                out[(f.source_uri, f.domain)] = source.split
+    return out
+
+
 def split_group(rec: dict, patterns: dict[tuple[str, str], str | None]) -> str:
     """What a recording's split is assigned by: its source's declared group, else the recording."""
     pattern = patterns.get((rec["source_uri"], rec["domain"]))
@@ -280,11 +293,12 @@ def split_group(rec: dict, patterns: dict[tuple[str, str], str | None]) -> str:
 
 
 def _manifest_rows(recordings: list[dict], labels: dict[str, list[dict]], config: BuildConfig,
-                   patterns: dict[tuple[str, str], str | None]) -> list[dict]:
+                   patterns: dict[tuple[str, str], str | None],
+                   fixed: dict[tuple[str, str], str | None] | None = None) -> list[dict]:
     rows = []
     for rec in recordings:
         group = split_group(rec, patterns)
-        split = assign_split(group, config.splits)
+        split = (fixed or {}).get((rec["source_uri"], rec["domain"])) or assign_split(group, config.splits)
         for lab in labels[rec["recording_id"]]:
             probs = [w["probability"] for w in (lab.get("words") or [])]
             row = {"segment_id": lab["segment_id"], "recording_id": rec["recording_id"], "source_uri": rec["uri"],
@@ -379,7 +393,7 @@ def run_build(config: BuildConfig, *, progress: bool = True) -> dict:
         stats.recordings = len(recordings)
         patterns = {(f.source_uri, f.domain): s.group_pattern for f in files
                     for s in config.sources if s.domain == f.domain}
-        rows = _manifest_rows(recordings, labels, config, patterns)
+        rows = _manifest_rows(recordings, labels, config, patterns, _fixed_splits(files, config))
         summary = make_summary(files, recordings, quarantine, rows, stats)
         t = time.perf_counter()
         info = _shard_and_commit(ray, recordings, rows, quarantine, store, config, summary, progress)

@@ -38,6 +38,9 @@ class Source(_Strict):
     group_pattern: str | None = Field(
         None, description="regex with a named group 'group' matched on each file's path: files of one group "
                           "(speaker, channel, show) share a split; default: each recording is its own group")
+    split: Literal["train", "validation", "test"] | None = Field(
+        None, description="every recording of this source goes to this split (a designated held-out set); "
+                          "default: assigned by a hash of the group, by the build's split fractions")
 
     @field_validator("group_pattern")
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 DESCRIPTION = """\
@@ -71,6 +72,9 @@ def add_cli(subparsers) -> argparse.ArgumentParser:
                    help="comma-separated splits to evaluate on (default validation,test; 'train' for a release "
                         "without held-out data, reported as such)")
     p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads")
+    p.add_argument("--nproc", type=int, metavar="N", default=1,
+                   help="ranks on this machine (DistributedDataParallel: gloo on CPU, NCCL on CUDA, one GPU each); "
+                        "also runs under torchrun: torchrun --nproc-per-node N -m training train ...")
     p.add_argument("--fail-on-corrupt-shard", action="store_true", default=None,
                    help="stop when a shard fails its checksum (default: skip it and count it)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -115,23 +119,64 @@ def config_from_args(args):
 
 
 def _cmd_train(args) -> int:
+    import os
+
+    if args.nproc < 1:
+        raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
+    if args.nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        from training.distributed import launch
+
+        config_from_args(args)  # a bad option fails here, once, before any rank starts
+        return launch(_rank_argv(args), args.nproc)
+
     from training.loop import train
 
     config = config_from_args(args)
     result = train(config)
+    if result.rank != 0:  # rank 0 prints for the run
+        return 0
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=str))
         return 0
     print(f"run {result.run}: {result.steps} steps, {result.audio_hours:.3f} h of audio, "
           f"{result.wall_seconds:.0f} s wall, {result.device_seconds:.0f} s on {result.device}")
+    first = {(r["domain"], r["split"]): r for r in result.first_eval}
+    first_step = result.first_eval[0]["step"] if result.first_eval else None
+    if first_step is not None and first_step != result.final_eval_step:
+        print(f"  {'domain':<12} {'split':<10} CER at step {first_step} -> {result.final_eval_step}    "
+              f"WER at step {result.final_eval_step}")
     for row in result.final_eval:
         cer = "–" if row["cer"] is None else f"{row['cer']:.3f}"
         wer = "–" if row["wer"] is None else f"{row['wer']:.3f}"
+        before = first.get((row["domain"], row["split"]))
+        if first_step is not None and first_step != result.final_eval_step and before and before["cer"] is not None:
+            cer = f"{before['cer']:.3f} -> {cer}"
         print(f"  {row['domain']:<12} {row['split']:<10} CER {cer}  WER {wer}  ({row['samples']} samples)")
     if result.corrupt_shards:
         print(f"  skipped {sum(result.corrupt_shards.values())} corrupt shard read(s): {sorted(result.corrupt_shards)}")
     print(f"report: {result.report_url}")
     return 0
+
+
+def _rank_argv(args) -> list[str]:
+    """The command line of one rank: this one's, without --nproc."""
+    argv = getattr(args, "argv", None) or sys.argv[1:]
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "--nproc":
+            skip = True
+            continue
+        if arg.startswith("--nproc="):
+            continue
+        out.append(arg)
+    if "train" in out:  # `stt-corpus [-v] train ...` and `python -m training.cli [-v] train ...` alike
+        out = out[out.index("train"):]
+        if args.__dict__.get("verbose"):
+            out = ["-v", *out]
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,8 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true")
     add_cli(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    rank = f"[rank {os.environ['RANK']}] " if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format=f"%(asctime)s %(levelname)s {rank}%(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
     except (ValueError, RuntimeError, FileNotFoundError) as err:

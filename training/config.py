@@ -51,7 +51,7 @@ class SpecAugmentConfig(BaseModel):
 RESUMABLE_CHANGES = frozenset({
     "max_steps", "max_hours", "resume", "device", "endpoint_url", "log_every", "eval_every", "checkpoint_every",
     "keep_checkpoints", "eval_max_samples", "eval_splits", "fail_on_corrupt_shard", "threads", "spool_bytes",
-    "log_samples", "amp",
+    "log_samples", "amp", "dist_timeout_s",
 })
 
 
@@ -76,6 +76,8 @@ class TrainConfig(BaseModel):
     seed: int = 0
     threads: int | None = Field(default=None, ge=1, description="torch CPU threads (default on CPU: the cores "
                                                                 "left after the DataLoader workers, at least 1)")
+    dist_timeout_s: float = Field(default=1800.0, gt=0, description="with several ranks: how long a collective "
+                                                                    "waits for a rank before the run fails")
 
     batch_seconds: float = Field(default=60.0, gt=0, description="audio seconds per batch (dynamic batching)")
     shuffle_buffer: int = Field(default=256, ge=1, description="samples held per domain stream for shuffling")

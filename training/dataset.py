@@ -42,6 +42,7 @@ def collate(items: list[Item], vocab: CharVocab, logmel: LogMel) -> dict:
         "target_lengths": torch.tensor(target_lengths, dtype=torch.long),
         "keys": [i.key for i in items], "domains": [i.domain for i in items],
         "durations": [i.duration for i in items], "texts": [i.meta.get("text", "") for i in items],
+        "epochs": [i.ref[0] for i in items],
     }
 
 
@@ -146,15 +147,29 @@ class EvalSet:
             yield batch
 
 
+WORKER_PRELOAD = ("__main__", "torch", "training.dataset", "boto3")  # boto3: S3 clients, made in workers
+
+
+def _preload_forkserver() -> None:
+    """Name the modules the fork server imports when it starts (no effect once it is running)."""
+    import multiprocessing.forkserver
+
+    multiprocessing.forkserver.set_forkserver_preload(list(WORKER_PRELOAD))
+
+
 def data_loader(dataset, *, num_workers: int, pin_memory: bool = False, prefetch_factor: int | None = None):
     """The one way to wrap a :class:`StreamingDataset` in a DataLoader (it yields whole batches).
 
     Worker processes start from a fork server, not by forking this process: a trainer may hold
     threads (S3 clients, prefetchers, an embedding application's own), and a fork copies their
-    locks in whatever state they are in, which can leave a worker dead at start.
+    locks in whatever state they are in, which can leave a worker dead at start. The fork server
+    imports torch and this module once, when it starts (a clean single-threaded process), so
+    each worker forked from it starts in about 0.1 s instead of importing torch anew (5-10 s on
+    a busy 2-core machine, for every DataLoader: see bench/stream.py in docs/PERFORMANCE.md).
     """
     from torch.utils.data import DataLoader
 
+    _preload_forkserver()
     if not num_workers:
         return DataLoader(dataset, batch_size=None, num_workers=0, pin_memory=pin_memory)
     return DataLoader(dataset, batch_size=None, num_workers=num_workers, pin_memory=pin_memory,

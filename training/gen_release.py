@@ -20,8 +20,13 @@ from corpus.truth_release import PAD_SECONDS, read_truth
 
 
 def build_gen_release(audio_dir: str | Path, store: Store, name: str, *, every: int = 6,
-                      max_shard_bytes: int | None = None) -> dict:
-    """Write release ``name`` from ``audio_dir`` (gen-audio output); returns its RELEASE.json."""
+                      max_shard_bytes: int | None = None, max_shard_samples: int | None = None,
+                      held_out: tuple[str, ...] = ()) -> dict:
+    """Write release ``name`` from ``audio_dir`` (gen-audio output); returns its RELEASE.json.
+
+    Domains in ``held_out`` get no training data: their utterances go to validation and test by
+    turns, so a model trained on the release is measured on a domain it never heard.
+    """
     if every < 3:
         raise ValueError(f"every must be >= 3 (one validation and one test utterance in each run of it), got {every}")
     audio_dir = Path(audio_dir)
@@ -37,7 +42,10 @@ def build_gen_release(audio_dir: str | Path, store: Store, name: str, *, every: 
             domain = utt.get("domain", "default")
             n = counter[domain]
             counter[domain] += 1
-            split = "validation" if n % every == every - 2 else "test" if n % every == every - 1 else "train"
+            if domain in held_out:
+                split = "validation" if n % 2 == 0 else "test"
+            else:
+                split = "validation" if n % every == every - 2 else "test" if n % every == every - 1 else "train"
             a = round(max(0.0, float(utt["start"]) - PAD_SECONDS) * SAMPLE_RATE)
             b = round(min(audio.duration, float(utt["end"]) + PAD_SECONDS) * SAMPLE_RATE)
             sid = segment_id(rec, a / SAMPLE_RATE, b / SAMPLE_RATE)
@@ -48,8 +56,10 @@ def build_gen_release(audio_dir: str | Path, store: Store, name: str, *, every: 
             samples.append((row, audio.pcm[a:b]))
     samples.sort(key=lambda s: s[0]["segment_id"])
     config = {"kind": "truth", "audio_dir": str(audio_dir), "split": f"by utterance, every {every}",
-              "pad_seconds": PAD_SECONDS}
+              "pad_seconds": PAD_SECONDS, "held_out": list(held_out)}
     options = {"max_shard_bytes": max_shard_bytes} if max_shard_bytes else {}
+    if max_shard_samples:
+        options["max_shard_samples"] = max_shard_samples
     with ReleaseWriter(store, name, config=config, **options) as writer:
         for row, pcm in samples:
             writer.add(row, pcm=pcm, extra={"label_source": "reference"})

@@ -6,6 +6,19 @@ vocabulary and each DataLoader worker's stream position. Randomness of a step (S
 dropout) comes from a generator seeded by ``(seed, step)`` and the learning rate is a function
 of the step alone, so a run resumed from a checkpoint trains on the same samples in the same
 order and ends with the same weights as one that never stopped (same device and workers).
+
+**Ranks.** With ``WORLD_SIZE`` > 1 (``train --nproc N`` or ``torchrun``) every rank runs this loop
+on its own reader slots and the model is wrapped in ``DistributedDataParallel`` (gloo on CPU,
+NCCL on CUDA). Each rank's stream is endless (a domain's epochs follow each other, every rank
+taking an equal share of each epoch's samples, within one), so no rank runs dry. Before every
+step the ranks sum ``[has a batch, its audio seconds]`` in one all-reduce: the audio count that
+``max_hours`` and an hours curriculum see is the sum over ranks, and if any rank had no batch
+(a finite stream), all stop at that same step, so no collective ever waits on a rank that
+left. Every rank therefore takes exactly the same number of steps. Rank 0 evaluates, writes
+metrics, the per-step sample log (all ranks' samples, gathered at each checkpoint) and the
+checkpoints, which carry every rank's stream position. ``--resume`` needs the same world size
+and DataLoader workers; with another it refuses, naming both (the saved positions are per
+reader slot; re-dealing a half-read epoch to another number of slots is not implemented).
 """
 from __future__ import annotations
 
@@ -33,6 +46,7 @@ from training.config import RESUMABLE_CHANGES, TrainConfig, config_from_dict
 from training.curriculum import (CurriculumSpec, Schedule, curriculum_yaml, default_curriculum, domain_stats,
                                  resolve, uniform_curriculum)
 from training.dataset import EvalSet, StreamingDataset, data_loader
+from training.distributed import Dist, from_env as dist_from_env, init as dist_init, shutdown as dist_shutdown
 from training.evaluate import ctc_losses, evaluate
 from training.features import CharVocab, LogMel, SpecAugment
 from training.model import CTCModel, parameter_count
@@ -49,7 +63,8 @@ METRICS = pa.schema([
     pa.field("wall_seconds", pa.float64()), pa.field("device_seconds", pa.float64()),
 ])
 SAMPLES = pa.schema([pa.field("step", pa.int64()), pa.field("key", pa.string()), pa.field("domain", pa.string()),
-                     pa.field("phase", pa.string()), pa.field("seconds", pa.float64())])
+                     pa.field("phase", pa.string()), pa.field("seconds", pa.float64()),
+                     pa.field("rank", pa.int32()), pa.field("epoch", pa.int32())])  # epoch of the sample's domain
 
 
 @dataclass
@@ -66,6 +81,10 @@ class TrainResult:
     corrupt_shards: dict[str, int]
     checkpoint_url: str | None
     report_url: str
+    world_size: int = 1
+    rank: int = 0
+    first_eval: list[dict] = field(default_factory=list)  # the run's first evaluation (with its step)
+    final_eval_step: int | None = None
     files: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -78,16 +97,17 @@ def lr_at(step: int, *, peak: float, warmup: int) -> float:
     return peak * min(n / warmup, (warmup / n) ** 0.5)
 
 
-def step_seed(seed: int, step: int) -> int:
-    return int.from_bytes(hashlib.blake2b(f"{seed}:step:{step}".encode(), digest_size=8).digest(), "big") >> 1
+def step_seed(seed: int, step: int, rank: int = 0) -> int:
+    key = f"{seed}:step:{step}" + (f":rank:{rank}" if rank else "")  # each rank masks its own batch its own way
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") >> 1
 
 
-def _device(choice: str) -> torch.device:
+def _device(choice: str, local_rank: int = 0) -> torch.device:
     if choice == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device 'cuda' was asked for but torch sees no CUDA device")
     if choice == "auto":
         choice = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(choice)
+    return torch.device("cuda", local_rank) if choice == "cuda" else torch.device(choice)
 
 
 def _device_name(device: torch.device) -> str:
@@ -125,17 +145,19 @@ class Progress:
     steps_in_phase: dict = field(default_factory=dict)
     interval: dict = field(default_factory=dict)  # "all" | domain -> loss sums since the last train row
 
-    def record(self, batch: dict, phase: str, weights: dict[str, float], losses: list[float]) -> list[dict]:
-        """Count one trained batch; returns its per-sample rows (key, domain, phase, seconds)."""
+    def record(self, batch: dict, phase: str, weights: dict[str, float], losses: list[float], *,
+               audio_seconds: float, rank: int = 0) -> list[dict]:
+        """Count one trained batch (``audio_seconds``: of this step on all ranks); returns its per-sample rows."""
         self.step += 1
-        self.audio_seconds += sum(batch["durations"])
+        self.audio_seconds += audio_seconds
         self.worker_states[batch["worker"]] = json.loads(batch["state"])
         self.steps_in_phase[phase] = self.steps_in_phase.get(phase, 0) + 1
         sums = self.weight_sums.setdefault(phase, {})
         for domain, w in weights.items():
             sums[domain] = sums.get(domain, 0.0) + w
         rows = []
-        for key, domain, seconds, loss in zip(batch["keys"], batch["domains"], batch["durations"], losses):
+        for key, domain, seconds, loss, epoch in zip(batch["keys"], batch["domains"], batch["durations"], losses,
+                                                     batch["epochs"]):
             count = self.counts.setdefault(phase, {}).setdefault(domain, {"samples": 0, "seconds": 0.0})
             count["samples"] += 1
             count["seconds"] += seconds
@@ -144,7 +166,8 @@ class Progress:
                 acc["loss"] += loss
                 acc["samples"] += 1
                 acc["seconds"] += seconds
-            rows.append({"step": self.step, "key": key, "domain": domain, "phase": phase, "seconds": seconds})
+            rows.append({"step": self.step, "key": key, "domain": domain, "phase": phase, "seconds": seconds,
+                         "rank": rank, "epoch": epoch})
         return rows
 
     def to_dict(self) -> dict:
@@ -167,8 +190,9 @@ class Progress:
 
 
 class _Trainer:
-    def __init__(self, config: TrainConfig):
+    def __init__(self, config: TrainConfig, dist: Dist | None = None):
         self.config = config
+        self.dist = dist = dist or Dist()
         store = open_store(config.store, endpoint_url=config.endpoint_url)
         self.store = store
         self.release = Release.open(store, config.release)
@@ -176,7 +200,7 @@ class _Trainer:
         manifest = self.release.manifest().to_pylist()
         self.stats = domain_stats(manifest)
         self.run = RunDir(run_store(store, config.run))
-        self.device = _device(config.device)
+        self.device = _device(config.device, dist.local_rank)
         spec, self.curriculum_note = _curriculum(config, self.stats)
         config = self.config = config.model_copy(update={"curriculum": spec})  # saved and compared inline
         self.checkpoint = None
@@ -191,9 +215,12 @@ class _Trainer:
             self.checkpoint = self.run.load_checkpoint()
             if self.checkpoint is None:
                 log.warning("run %s stopped before its first checkpoint: starting it again from step 0", config.run)
+            else:
+                self._check_world(self.checkpoint)
         elif self.run.started():
             raise RunError(f"run {config.run!r} already exists at {self.run.store.uri}; pass --resume to continue "
                            "it, or choose another run name")
+        dist.barrier()  # every rank passed the checks above before rank 0 writes anything
         if self.checkpoint is not None:
             self.schedule = Schedule.from_dict(self.checkpoint["schedule"])
             self.vocab = CharVocab.from_json(self.checkpoint["vocab"])
@@ -202,14 +229,29 @@ class _Trainer:
                                     max_hours=config.max_hours)
             texts = [r["text"] for r in manifest if r["decision"] == "keep" and r["split"] == "train"]
             self.vocab = CharVocab.from_texts(texts)
-            self.run.put_json("config.json", config.model_dump(mode="json"))
-            note = f": {self.curriculum_note}" if self.curriculum_note else ""
-            self.run.store.put_bytes("curriculum.yaml", (
-                f"# curriculum {spec.name!r} as given{note}\n" + curriculum_yaml(spec)
-                + "# resolved against the release and the run's budget:\n"
-                + yaml.safe_dump({"schedule": self.schedule.to_dict()}, sort_keys=False)).encode())
-            self.run.store.put_bytes("vocab.json", self.vocab.to_json().encode())
+            if dist.main:
+                self.run.put_json("config.json", config.model_dump(mode="json"))
+                note = f": {self.curriculum_note}" if self.curriculum_note else ""
+                self.run.store.put_bytes("curriculum.yaml", (
+                    f"# curriculum {spec.name!r} as given{note}\n" + curriculum_yaml(spec)
+                    + "# resolved against the release and the run's budget:\n"
+                    + yaml.safe_dump({"schedule": self.schedule.to_dict()}, sort_keys=False)).encode())
+                self.run.store.put_bytes("vocab.json", self.vocab.to_json().encode())
         self.train_shards = [r for r in self.index if r["split"] == "train" and r["domain"] in self.schedule.domains]
+
+    def _check_world(self, checkpoint: dict) -> None:
+        """A checkpoint's data positions are per reader slot: resuming needs the same ranks x workers."""
+        saved_world = checkpoint.get("world_size", 1)
+        saved_workers = checkpoint["data"]["workers"]
+        workers = max(self.config.num_workers, 1)
+        if (saved_world, saved_workers) != (self.dist.world_size, workers):
+            raise RunError(
+                f"run {self.config.run!r} was checkpointed at step {checkpoint['step']} with {saved_world} rank(s) x "
+                f"{saved_workers} DataLoader worker(s); this resume has {self.dist.world_size} x {workers}. Each "
+                "reader slot (rank x worker) saved its own place in its own share of the current epoch, and those "
+                "shares are cut by the number of slots: with another number the samples already seen in this "
+                f"pass could not be told apart from the rest. Resume with --nproc {saved_world} and "
+                f"--num-workers {saved_workers}, or start a new run from the checkpoint's weights")
 
     # ------------------------------------------------------------------ set-up
 
@@ -245,8 +287,9 @@ class _Trainer:
         dataset = StreamingDataset(
             store_uri=config.store, endpoint_url=config.endpoint_url, release=config.release, shards=self.train_shards,
             schedule=self.schedule, vocab=self.vocab, n_mels=config.model.n_mels, seed=config.seed,
-            batch_seconds=config.batch_seconds, shuffle_buffer=config.shuffle_buffer,
-            fail_on_corrupt=config.fail_on_corrupt_shard, spool_bytes=config.spool_bytes)
+            batch_seconds=config.batch_seconds, shuffle_buffer=config.shuffle_buffer, rank=self.dist.rank,
+            world_size=self.dist.world_size, fail_on_corrupt=config.fail_on_corrupt_shard,
+            spool_bytes=config.spool_bytes)
         if progress.step:
             dataset.load_position(self._data_position(progress))
         workers = config.num_workers
@@ -254,7 +297,8 @@ class _Trainer:
                            prefetch_factor=4 if workers else None)
 
     def _data_position(self, progress: Progress) -> dict:
-        return StreamingDataset.position(progress.step, max(self.config.num_workers, 1), 0, progress.worker_states)
+        return StreamingDataset.position(progress.step, max(self.config.num_workers, 1), self.dist.rank,
+                                         progress.worker_states)
 
     # ------------------------------------------------------------------ the loop
 
@@ -267,8 +311,10 @@ class _Trainer:
             elif self.device.type == "cpu":
                 # leave the DataLoader workers their cores: OpenMP threads that share a core with another
                 # busy process spin at every barrier, and steps get up to ten times slower
+                # and the other ranks on this machine theirs
                 cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-                torch.set_num_threads(max(1, (cores or 1) - self.config.num_workers))
+                share = (cores or 1) // self.dist.local_world_size
+                torch.set_num_threads(max(1, share - self.config.num_workers))
             torch.use_deterministic_algorithms(True, warn_only=True)
             return self._fit()
         finally:
@@ -300,20 +346,37 @@ class _Trainer:
             self.optimizer.load_state_dict(ck["optimizer"])
             if ck.get("scaler"):
                 self.scaler.load_state_dict(ck["scaler"])
-            progress = Progress.from_dict({**ck["progress"], "worker_states": ck["data"]["states"]})
+            mine = ck["ranks"][self.dist.rank] if "ranks" in ck else {"progress": ck["progress"], "data": ck["data"]}
+            progress = Progress.from_dict({**mine["progress"], "worker_states": mine["data"]["states"]})
             self.metrics = [r for r in self.run.get_rows("metrics.parquet") if r["step"] <= progress.step]
-            self.run.drop_samples_after(progress.step)
+            if self.dist.main:
+                self.run.drop_samples_after(progress.step)
             self.last_checkpoint = self.run.store.url(f"checkpoints/step-{progress.step:08d}.pt")
             log.info("resuming run %s at step %d (%.3f h of audio seen)", config.run, progress.step,
                      progress.audio_seconds / 3600)
         self.t_start, self.wall_base = time.perf_counter(), progress.wall_seconds
 
+        self.ddp = self.model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [device.index] if device.type == "cuda" else None
+            self.ddp = DistributedDataParallel(self.model, device_ids=ids, output_device=ids[0] if ids else None)
         self.model.train()
         if not self._done(progress):
             t_wait = time.perf_counter()
-            for batch in self._loader(progress):
+            batches = iter(self._loader(progress))
+            while True:
+                batch = next(batches, None)
                 progress.data_wait_seconds += time.perf_counter() - t_wait
-                self._step(batch, progress)
+                have, seconds = self.dist.all_reduce_sum([batch is not None,
+                                                          sum(batch["durations"]) if batch is not None else 0.0])
+                if have < self.dist.world_size:  # some rank's stream has ended: every rank stops here
+                    if batch is not None or have:
+                        log.info("step %d: a rank's stream ended; all %d ranks stop together", progress.step,
+                                 self.dist.world_size)
+                    break
+                self._step(batch, progress, seconds)
                 finished = self._done(progress)
                 if progress.step % config.log_every == 0 or finished:
                     self._log_train(progress)
@@ -328,7 +391,8 @@ class _Trainer:
             self._evaluate(progress)
         if self.last_checkpoint is None:
             self._save(progress)
-        self.run.put_table("metrics.parquet", self.metrics, METRICS)
+        if self.dist.main:
+            self.run.put_table("metrics.parquet", self.metrics, METRICS)
         return self._finish(progress)
 
     def _wall(self) -> float:
@@ -339,12 +403,12 @@ class _Trainer:
         return ((config.max_steps is not None and progress.step >= config.max_steps)
                 or (config.max_hours is not None and progress.audio_seconds / 3600 >= config.max_hours))
 
-    def _step(self, batch: dict, progress: Progress) -> None:
-        """One optimiser step on ``batch``, then count it."""
+    def _step(self, batch: dict, progress: Progress, audio_seconds: float) -> None:
+        """One optimiser step on ``batch`` (``audio_seconds``: this step's audio on all ranks), then count it."""
         config, device, step = self.config, self.device, progress.step
         if batch["index"] != step:
             raise RuntimeError(f"data stream out of order: batch {batch['index']} arrived for step {step}")
-        torch.manual_seed(step_seed(config.seed, step))  # SpecAugment and dropout: a function of the step
+        torch.manual_seed(step_seed(config.seed, step, self.dist.rank))  # SpecAugment, dropout: the step's function
         t0 = time.perf_counter()
         feats = batch["feats"].to(device, non_blocking=True)
         if config.spec_augment.enabled:
@@ -353,7 +417,7 @@ class _Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
         with self._autocast():
-            log_probs, out_lengths = self.model(feats, batch["feat_lengths"].to(device))
+            log_probs, out_lengths = self.ddp(feats, batch["feat_lengths"].to(device))
         losses = ctc_losses(log_probs, out_lengths, batch["targets"].to(device), batch["target_lengths"].to(device))
         loss = losses.mean()
         if not torch.isfinite(loss) and not self.scaler.is_enabled():
@@ -367,7 +431,8 @@ class _Trainer:
         losses = losses.detach().cpu().tolist()  # waits for the device
         progress.device_seconds += time.perf_counter() - t0
         phase = self.last_phase = self.schedule.phases[batch["phase"]].name
-        rows = progress.record(batch, phase, self.schedule.at(batch["position"])[1], losses)
+        rows = progress.record(batch, phase, self.schedule.at(batch["position"])[1], losses,
+                               audio_seconds=audio_seconds, rank=self.dist.rank)
         if config.log_samples:
             self.sample_rows.extend(rows)
 
@@ -379,18 +444,30 @@ class _Trainer:
     def _log_train(self, progress: Progress) -> None:
         at = self._wall()
         phase = self.last_phase
-        for name, acc in sorted(progress.interval.items()):
+        merged: dict = {}
+        for interval in self.dist.gather(progress.interval):  # every rank's losses since the last row
+            for name, acc in interval.items():
+                into = merged.setdefault(name, {"loss": 0.0, "samples": 0, "seconds": 0.0})
+                for k in into:
+                    into[k] += acc[k]
+        progress.interval.clear()
+        if not self.dist.main:
+            return
+        for name, acc in sorted(merged.items()):
             self.metrics.append(self._row(progress, at, kind="train", split="train", domain=name, phase=phase,
                                           samples=acc["samples"], seconds=acc["seconds"],
                                           loss=acc["loss"] / acc["samples"], lr=self.lr))
-        overall = progress.interval.get("all")
+        overall = merged.get("all")
         if overall:
             log.info("step %d [%s] loss %.3f lr %.2e, %.3f h audio, %.1f audio s/s", progress.step, phase,
                      overall["loss"] / overall["samples"], self.lr, progress.audio_seconds / 3600,
                      progress.audio_seconds / max(at, 1e-9))
-        progress.interval.clear()
 
     def _evaluate(self, progress: Progress) -> None:
+        """Rank 0 evaluates (the others go on to the next step and wait for it in its all-reduce)."""
+        if not self.dist.main:
+            self.last_eval_step = progress.step
+            return
         t0, at = time.perf_counter(), self._wall()
         if self.eval_sets is None:
             self.eval_sets, self.eval_missing, self.eval_corrupt = self._eval_sets()
@@ -407,16 +484,27 @@ class _Trainer:
         log.info("step %d eval: %s", progress.step, summary or "no evaluation data")
 
     def _save(self, progress: Progress) -> None:
-        """Samples and metrics first, then the checkpoint (its latest.json is the commit point)."""
-        if self.config.log_samples:
-            self.run.put_samples(self.sample_rows, SAMPLES)
-            self.sample_rows.clear()
-        self.run.put_table("metrics.parquet", self.metrics, METRICS)
+        """Samples and metrics first, then the checkpoint (its latest.json is the commit point).
+
+        Every rank sends rank 0 its new sample rows and its progress (stream positions); rank 0
+        writes them all, so a checkpoint resumes every rank.
+        """
         state = progress.to_dict()
         state["wall_seconds"] = self._wall()
         del state["worker_states"]  # they are the data position
+        mine = {"progress": state, "data": self._data_position(progress)}
+        gathered = self.dist.gather((mine, self.sample_rows if self.config.log_samples else []))
+        self.sample_rows = []
+        self.last_checkpoint = self.run.store.url(f"checkpoints/step-{progress.step:08d}.pt")
+        if not self.dist.main:
+            return
+        if self.config.log_samples:
+            rows = sorted((r for _, part in gathered for r in part), key=lambda r: (r["step"], r["rank"]))
+            self.run.put_samples(rows, SAMPLES)
+        self.run.put_table("metrics.parquet", self.metrics, METRICS)
         payload = {
-            "format": 1, "step": progress.step, "progress": state, "data": self._data_position(progress),
+            "format": 2, "step": progress.step, "progress": state, "data": mine["data"],
+            "world_size": self.dist.world_size, "ranks": [g[0] for g in gathered],
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "config": self.config.model_dump(mode="json"), "schedule": self.schedule.to_dict(),
@@ -426,10 +514,34 @@ class _Trainer:
         log.info("step %d: checkpoint %s", progress.step, self.last_checkpoint)
 
     def _finish(self, progress: Progress) -> TrainResult:
-        wall_seconds, device_seconds, audio = self._wall(), progress.device_seconds, progress.audio_seconds
-        realised = report_mod.realised_table(progress.counts)
+        wall_seconds, audio = self._wall(), progress.audio_seconds
+        ranks = self.dist.gather({"counts": progress.counts, "device_seconds": progress.device_seconds,
+                                  "data_wait_seconds": progress.data_wait_seconds,
+                                  "problems": progress.data_problems()})
+        counts: dict = {}
+        for part in ranks:
+            for phase, by_domain in part["counts"].items():
+                for domain, c in by_domain.items():
+                    into = counts.setdefault(phase, {}).setdefault(domain, {"samples": 0, "seconds": 0.0})
+                    into["samples"] += c["samples"]
+                    into["seconds"] += c["seconds"]
+        device_seconds = sum(part["device_seconds"] for part in ranks)  # device time of all ranks together
+        problems = {"corrupt_shards": {}, "filtered": 0, "too_long": 0}
+        for part in ranks:
+            for url, n in part["problems"]["corrupt_shards"].items():
+                problems["corrupt_shards"][url] = problems["corrupt_shards"].get(url, 0) + n
+            problems["filtered"] += part["problems"]["filtered"]
+            problems["too_long"] += part["problems"]["too_long"]
+        realised = report_mod.realised_table(counts)
         schedule = self.schedule.to_dict()
-        data = {**progress.data_problems(), "eval_corrupt_shards": self.eval_corrupt}
+        data = {**problems, "eval_corrupt_shards": self.eval_corrupt}
+        if not self.dist.main:
+            return TrainResult(run=self.config.run, run_url=self.run.store.uri, steps=progress.step,
+                               audio_hours=audio / 3600, wall_seconds=wall_seconds, device_seconds=device_seconds,
+                               device=_device_name(self.device), final_eval=[], realised=realised,
+                               corrupt_shards=data["corrupt_shards"], checkpoint_url=self.last_checkpoint,
+                               report_url=self.run.store.url("report.md"), world_size=self.dist.world_size,
+                               rank=self.dist.rank)
         summary = {
             "run": self.config.run, "release": self.config.release, "store": self.store.uri, "steps": progress.step,
             "model": {"parameters": parameter_count(self.model), "vocab_size": len(self.vocab),
@@ -442,9 +554,10 @@ class _Trainer:
             "realised": realised,
             "final_eval": self.last_eval, "final_eval_step": self.last_eval_step, "eval_missing": self.eval_missing,
             "compute": {
-                "device": _device_name(self.device), "device_seconds": device_seconds,
+                "device": _device_name(self.device), "ranks": self.dist.world_size, "device_seconds": device_seconds,
                 "device_hours": device_seconds / 3600, "wall_seconds": wall_seconds,
-                "data_wait_seconds": progress.data_wait_seconds, "eval_seconds": progress.eval_seconds,
+                "data_wait_seconds": sum(part["data_wait_seconds"] for part in ranks),
+                "eval_seconds": progress.eval_seconds,
                 "audio_hours": audio / 3600,
                 "samples": sum(v["samples"] for by in realised.values() for v in by.values()),
                 "audio_seconds_per_device_second": audio / device_seconds if device_seconds else 0.0,
@@ -454,11 +567,16 @@ class _Trainer:
             "config": self.config.model_dump(mode="json"),
         }
         files = report_mod.write_report(self.run, summary, self.metrics)
+        evals = [r for r in self.metrics if r["kind"] == "eval"]
+        first_step = min((r["step"] for r in evals), default=None)
+        first_eval = [{k: r[k] for k in ("step", "domain", "split", "cer", "wer", "samples")}
+                      for r in evals if r["step"] == first_step]
         return TrainResult(run=self.config.run, run_url=self.run.store.uri, steps=progress.step,
                            audio_hours=audio / 3600, wall_seconds=wall_seconds, device_seconds=device_seconds,
                            device=summary["compute"]["device"], final_eval=self.last_eval, realised=realised,
                            corrupt_shards=data["corrupt_shards"], checkpoint_url=self.last_checkpoint,
-                           report_url=files["report.md"], files=files)
+                           report_url=files["report.md"], files=files, world_size=self.dist.world_size,
+                           first_eval=first_eval, final_eval_step=self.last_eval_step)
 
 
 def train(config: TrainConfig | dict) -> TrainResult:
@@ -467,4 +585,12 @@ def train(config: TrainConfig | dict) -> TrainResult:
         config = config_from_dict(config)
     elif not isinstance(config, TrainConfig):
         raise TypeError(f"train() takes a TrainConfig or a dict, got {type(config).__name__}")
-    return _Trainer(config).fit()
+    dist = dist_from_env()
+    if not dist.enabled:
+        return _Trainer(config, dist).fit()
+    cuda = _device(config.device, dist.local_rank).type == "cuda"
+    dist_init(dist, cuda=cuda, timeout_s=config.dist_timeout_s)
+    try:
+        return _Trainer(config, dist).fit()
+    finally:
+        dist_shutdown()

@@ -4,8 +4,12 @@ No torch here; :mod:`training.dataset` wraps a :class:`SlotStream` per DataLoade
 
 **Slots.** A reader slot is one (rank, DataLoader worker) pair; there are ``world_size x
 num_workers`` of them. In epoch ``e`` of domain ``d`` the domain's shards are permuted by
-``(seed, d, e)`` and slot ``s`` reads every ``slots``-th of them starting at ``s``, so within an
-epoch every shard, and every sample, goes to exactly one slot.
+``(seed, d, e)``; the ``T`` samples of that order, taken as one sequence, are cut into ``slots``
+contiguous runs of ``floor(T / slots)`` or one more, and slot ``s`` reads run ``s``: the shards it
+overlaps, from the run's first sample to its last (a shard on a boundary is read by both slots,
+each taking its own part). So within an epoch every sample goes to exactly one slot, nothing is
+dropped, and the slots' shares differ by at most one sample per domain whatever the shard sizes:
+one shard for two ranks, or uneven shards, still give every rank its half.
 
 **Checksums.** The sha256 of a streamed shard is known only at its end, so a shard is
 downloaded whole (into memory up to ``spool_bytes``, a local temp file beyond; one GET, rather
@@ -55,9 +59,29 @@ def unit_hash(*parts) -> float:
 
 
 def epoch_order(shards: list[dict], *, domain: str, epoch: int, seed: int, slot: int, slots: int) -> list[dict]:
-    """The shards slot ``slot`` of ``slots`` reads in ``epoch`` of one domain, in reading order."""
+    """What slot ``slot`` of ``slots`` reads in ``epoch`` of one domain, in reading order.
+
+    Each entry is the shard's index row with ``start`` and ``stop``: the sample offsets in the
+    shard this slot takes (``[start, stop)``). Entries of all slots together cover every sample of
+    the domain exactly once; a slot's share is ``floor(T * (slot + 1) / slots) - floor(T * slot /
+    slots)`` samples of the ``T`` in the index.
+    """
+    if not 0 <= slot < slots:
+        raise ValueError(f"slot must be in [0, slots), got slot {slot} of {slots}")
     perm = np.random.default_rng([seed, zlib.crc32(domain.encode()), epoch]).permutation(len(shards))
-    return [shards[i] for i in perm[slot::slots]]
+    total = sum(int(r["samples"]) for r in shards)
+    lo, hi = total * slot // slots, total * (slot + 1) // slots
+    entries, first = [], 0
+    for i in perm:
+        row = shards[i]
+        n = int(row["samples"])
+        a, b = max(lo, first), min(hi, first + n)
+        if a < b:
+            entries.append({**row, "start": a - first, "stop": b - first})
+        first += n
+        if first >= hi:
+            break
+    return entries
 
 
 @dataclass
@@ -165,16 +189,19 @@ class ShardReader:
         return None
 
     def items(self, row: dict, domain: str, epoch: int, pos: int, *, skip: int = 0) -> Iterator[Item] | None:
+        """The samples of the entry ``row`` from its ``start`` + ``skip`` up to its ``stop`` (whole shard if absent)."""
         samples = self.fetch(row)
         if samples is None:
             return None
-        return _items(samples, row, domain, epoch, pos, skip)
+        return _items(samples, row, domain, epoch, pos, row.get("start", 0) + skip, row.get("stop"))
 
 
-def _items(samples, row: dict, domain: str, epoch: int, pos: int, skip: int) -> Iterator[Item]:
+def _items(samples, row: dict, domain: str, epoch: int, pos: int, skip: int, stop: int | None) -> Iterator[Item]:
     for offset, (key, group) in enumerate(samples):
         if offset < skip:
             continue
+        if stop is not None and offset >= stop:
+            return
         if "json" not in group or "flac" not in group:
             raise ShardError(f"shard {row['url']}: sample {key!r} lacks .flac or .json (has {sorted(group)})")
         yield Item((epoch, pos, offset), domain, key, group, json.loads(group["json"]))
@@ -197,7 +224,7 @@ class DomainStream:
     passes: int | None = None
     epoch: int = 0
     pos: int = 0
-    offset: int = 0
+    offset: int = 0  # samples of the current entry read so far (from its ``start``)
     draws: int = 0
     filtered: int = 0
     buffer: list[Item] = field(default_factory=list)
@@ -295,7 +322,7 @@ class DomainStream:
             wanted.setdefault((epoch, pos), set()).add(offset)
         found: dict[tuple[int, int, int], Item] = {}
         for (epoch, pos), offsets in sorted(wanted.items()):
-            row = self.order(epoch)[pos]
+            row = {**self.order(epoch)[pos], "start": min(offsets)}
             items = self.reader.items(row, self.domain, epoch, pos)
             if items is None:
                 raise StreamError(f"cannot restore the stream position: shard {row['url']} no longer verifies")
@@ -450,10 +477,10 @@ def make_slot_stream(*, store: Store, shards: list[dict], schedule, seed: int, s
     streams = {}
     for domain in schedule.domains:
         rows = [r for r in shards if r["domain"] == domain]
-        if len(rows) < slots:
-            raise StreamError(f"domain {domain!r} has {len(rows)} training shard(s), fewer than the {slots} reader "
-                              "slots (world size x DataLoader workers): use fewer workers, or a release with "
-                              "smaller shards")
+        if sum(int(r["samples"]) for r in rows) < slots:
+            raise StreamError(f"domain {domain!r} has {sum(int(r['samples']) for r in rows)} training sample(s), "
+                              f"fewer than the {slots} reader slots (world size x DataLoader workers): every slot "
+                              "needs one sample per epoch; use fewer ranks or workers")
         streams[domain] = DomainStream(domain=domain, shards=rows, reader=reader, seed=seed, slot=slot, slots=slots,
                                        buffer_size=buffer_size, passes=passes)
     return SlotStream(reader=reader, streams=streams, schedule=schedule, seed=seed, slot=slot, slots=slots,

@@ -40,16 +40,41 @@ def _stream(release, *, slot=0, slots=1, worker=0, workers=1, passes=1, batch_se
                             workers=workers, batch_seconds=batch_seconds, buffer_size=buffer, passes=passes, **kw)
 
 
-@pytest.mark.parametrize("n_shards,slots", [(1, 1), (7, 1), (7, 2), (7, 3), (8, 4), (9, 7)])
-def test_epoch_order_gives_every_shard_to_exactly_one_slot(n_shards, slots):
-    shards = [{"url": f"s{i}"} for i in range(n_shards)]
+@pytest.mark.parametrize("sizes,slots", [([5], 1), ([5], 2), ([1, 9, 2], 2), ([3] * 7, 3), ([4, 1, 1, 7], 4),
+                                          ([2] * 9, 7), ([1, 1], 2)])
+def test_epoch_order_gives_every_sample_to_exactly_one_slot_in_equal_shares(sizes, slots):
+    shards = [{"url": f"s{i}", "samples": n} for i, n in enumerate(sizes)]
+    total = sum(sizes)
     for epoch in range(3):
-        taken = [r["url"] for slot in range(slots)
-                 for r in epoch_order(shards, domain="d", epoch=epoch, seed=5, slot=slot, slots=slots)]
-        assert sorted(taken) == sorted(r["url"] for r in shards)
-    first = [r["url"] for r in epoch_order(shards, domain="d", epoch=0, seed=5, slot=0, slots=1)]
-    again = [r["url"] for r in epoch_order(shards, domain="d", epoch=0, seed=5, slot=0, slots=1)]
+        taken, shares = [], []
+        for slot in range(slots):
+            entries = epoch_order(shards, domain="d", epoch=epoch, seed=5, slot=slot, slots=slots)
+            assert all(0 <= e["start"] < e["stop"] <= e["samples"] for e in entries)
+            taken += [(e["url"], k) for e in entries for k in range(e["start"], e["stop"])]
+            shares.append(sum(e["stop"] - e["start"] for e in entries))
+        assert sorted(taken) == sorted((r["url"], k) for r in shards for k in range(r["samples"]))
+        assert max(shares) - min(shares) <= 1 and sum(shares) == total  # nothing dropped, nothing doubled
+    first = epoch_order(shards, domain="d", epoch=0, seed=5, slot=0, slots=1)
+    again = epoch_order(shards, domain="d", epoch=0, seed=5, slot=0, slots=1)
     assert first == again  # a pure function of (seed, domain, epoch)
+
+
+def test_one_shard_is_shared_by_two_slots_without_overlap(release):
+    """A domain with a single training shard, read by 2 slots: each takes its own half, once."""
+    one = [r for r in _train_rows(release) if r["domain"] == "radio"][:1]
+    spec = CurriculumSpec(name="radio", phases=[Phase(name="all", weights={"radio": 1})])
+    got = []
+    for slot in range(2):
+        others = [r for r in _train_rows(release) if r["domain"] != "radio"]  # in the schedule, weight 0
+        stream = make_slot_stream(store=release.store, shards=one + others, schedule=_schedule(release, spec), seed=1,
+                                  slot=slot, slots=2, worker=0, workers=1, batch_seconds=12.0, buffer_size=3,
+                                  passes=1)
+        got.append([i.key for b in stream for i in b.items])
+    from corpus.shards import iter_shard_raw
+
+    keys = [k for k, _ in iter_shard_raw(release.store, one[0]["url"])]
+    assert len(keys) >= 2 and abs(len(got[0]) - len(got[1])) <= 1
+    assert sorted(got[0] + got[1]) == sorted(keys)
 
 
 def test_ranks_times_workers_read_every_sample_exactly_once_per_pass(store, release):
