@@ -17,6 +17,7 @@ import hashlib
 import io
 import os
 import queue
+import re
 import threading
 import uuid
 from dataclasses import dataclass
@@ -59,6 +60,56 @@ def validate_object_key(key: str) -> str:
         if part.startswith(TMP_PREFIX):
             raise ValueError(f"invalid object key {key!r}: '{TMP_PREFIX}' names are reserved for writes in progress")
     return key
+
+
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# characters of an s3:// store prefix and a local store path: S3's "safe" set plus '=', '+', ',',
+# '@', '~', ':' and (locally) space. Everything a shell would interpret is refused.
+_SAFE_PREFIX_RE = re.compile(r"^[A-Za-z0-9._/=+,@~:-]*$")
+_SAFE_PATH_RE = re.compile(r"^[A-Za-z0-9._/=+,@~: -]+$")
+_HOST_RE = re.compile(r"^[A-Za-z0-9.-]+$|^\[[0-9A-Fa-f:.]+\]$")
+
+
+def validate_store_uri(uri: str) -> str:
+    """A store URI as strict as the CLI needs: ``s3://bucket/prefix`` with a valid bucket name and
+    safe prefix characters, or a local path / ``file://`` URI without shell or control characters."""
+    if not isinstance(uri, str) or not uri:
+        raise ValueError(f"invalid store URI {uri!r}: empty")
+    if uri.startswith("s3://"):
+        bucket, _, prefix = uri[len("s3://"):].partition("/")
+        if not _BUCKET_RE.match(bucket) or ".." in bucket:
+            raise ValueError(f"invalid store URI {uri!r}: {bucket!r} is not a valid S3 bucket name")
+        prefix = prefix.strip("/")
+        if not _SAFE_PREFIX_RE.match(prefix):
+            raise ValueError(f"invalid store URI {uri!r}: the prefix may use letters, digits and . _ / = + , @ ~ : - "
+                             "only")
+        if prefix:
+            validate_object_key(prefix)
+        return uri
+    path = uri[len("file://"):] if uri.startswith("file://") else uri
+    if "://" in path:
+        raise ValueError(f"unsupported store URI {uri!r}: use a local path, file:// or s3://bucket/prefix")
+    if not _SAFE_PATH_RE.match(path):
+        raise ValueError(f"invalid store path {uri!r}: letters, digits, space and . _ / = + , @ ~ : - only")
+    return uri
+
+
+def validate_endpoint_url(url: str | None) -> str | None:
+    """An S3 endpoint: ``http(s)://host[:port]`` and nothing else (no user info, path or query)."""
+    if url is None:
+        return None
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as err:
+        raise ValueError(f"invalid endpoint URL {url!r}: {err}") from None
+    host = parts.netloc.rsplit(":", 1)[0] if port is not None else parts.netloc
+    if (parts.scheme not in ("http", "https") or not host or not _HOST_RE.match(host) or parts.username
+            or parts.password or parts.path not in ("", "/") or parts.query or parts.fragment):
+        raise ValueError(f"invalid endpoint URL {url!r}: use http(s)://host[:port]")
+    return url
 
 
 def _join(prefix: str, key: str) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -20,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from corpus.schema import validate_name
+from corpus.store import validate_endpoint_url, validate_store_uri
 from corpus.splits import DEFAULT_FRACTIONS, check_fractions
 
 DEFAULT_MODEL = "tiny.en"
@@ -52,6 +54,13 @@ class Source(_Strict):
     @classmethod
     def _domain(cls, value: str) -> str:
         return validate_name("domain", value)
+
+    @field_validator("uri", "language", "licence", "include")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if not value or not value.isprintable():
+            raise ValueError(f"{value!r} is empty or has control characters")
+        return value
 
 
 class IngestConfig(_Strict):
@@ -156,6 +165,23 @@ class BuildConfig(_Strict):
     @classmethod
     def _release(cls, value: str) -> str:
         return validate_name("release", value)
+
+    @field_validator("store")
+    @classmethod
+    def _store(cls, value: str) -> str:
+        return validate_store_uri(value)
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint_url(cls, value: str | None) -> str | None:
+        return validate_endpoint_url(value)
+
+    @field_validator("ray_address")
+    @classmethod
+    def _ray_address(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[A-Za-z0-9.:/\[\]_-]+$", value):
+            raise ValueError(f"invalid Ray address {value!r}: host:port, auto, local, ray://host:port or http(s)://host:port")
+        return value
 
     @field_validator("splits")
     @classmethod
