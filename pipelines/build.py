@@ -150,16 +150,23 @@ class BuildStats:
 
 @contextmanager
 def ray_session(config: BuildConfig):
-    """``ray.init()`` a local cluster (or join ``ray_address``); SIGTERM shuts it down cleanly."""
-    import ray
+    """``ray.init()`` a local cluster (or join ``ray_address``); SIGTERM shuts it down cleanly.
 
+    A local cluster is a new one (``address="local"``: never a cluster someone else started on this
+    machine) and listens on 127.0.0.1 only (see :func:`pipelines.ray_local.loopback_only`)."""
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report leaves the machine unless asked
+    address = config.ray_address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        from pipelines.ray_local import loopback_only
+
+        loopback_only()
+    import ray
+
     started = not ray.is_initialized()
     if started:
-        address = config.ray_address or os.environ.get("RAY_ADDRESS")
         local = {} if address else {"num_cpus": config.resources.num_cpus, "_node_ip_address": "127.0.0.1"}
-        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, **local)
+        ray.init(address=address or "local", include_dashboard=False, logging_level=logging.WARNING, **local)
     for name in ("ray.data", "ray.data._internal"):
         logging.getLogger(name).setLevel(logging.WARNING)
     ctx = ray.data.DataContext.get_current()
