@@ -275,6 +275,20 @@ class Store:
             w.write(data)
         return w.result
 
+    def put_bytes_if_absent(self, key: str, data: bytes) -> bool:
+        """Create the object only if no object has that key (atomic: of two writers, one wins).
+        True if these bytes were written, False if an object was already there."""
+        raise NotImplementedError
+
+    def list_incomplete(self, prefix: str = "") -> list[str]:
+        """Writes in progress or abandoned under ``prefix``: temp files locally, multipart uploads
+        on S3 (a writer killed mid-write leaves them; they are never visible as objects)."""
+        raise NotImplementedError
+
+    def discard_incomplete(self, prefix: str = "") -> int:
+        """Remove what :meth:`list_incomplete` lists; only for a caller that owns the prefix."""
+        raise NotImplementedError
+
     def put_file(self, key: str, path: str | os.PathLike) -> Written:
         with open(path, "rb") as src, self.open_write(key) as w:
             while chunk := src.read(READ_CHUNK * 8):
@@ -366,6 +380,47 @@ class LocalStore(Store):
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def put_bytes_if_absent(self, key: str, data: bytes) -> bool:
+        final = self._path(key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex}-{final.name}")
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, final)  # fails if the name exists: the whole file appears, or nothing
+            except FileExistsError:
+                return False
+            return True
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _tmp_files(self, prefix: str) -> list[Path]:
+        base = self._path(prefix) if prefix else self.root
+        if not base.is_dir():
+            return []
+        found = []
+        for dirpath, dirnames, filenames in os.walk(base):
+            found += [Path(dirpath, n) for n in dirnames + filenames if n.startswith(TMP_PREFIX)]
+            dirnames[:] = [d for d in dirnames if not d.startswith(TMP_PREFIX)]
+        return sorted(found)
+
+    def list_incomplete(self, prefix: str = "") -> list[str]:
+        return [p.relative_to(self.root).as_posix() for p in self._tmp_files(prefix)]
+
+    def discard_incomplete(self, prefix: str = "") -> int:
+        import shutil
+
+        paths = self._tmp_files(prefix)
+        for path in paths:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        return len(paths)
 
     def probe(self) -> None:
         existing = next((p for p in (self.root, *self.root.parents) if p.exists()), None)
@@ -564,6 +619,42 @@ class S3Store(Store):
 
     def delete(self, key: str) -> None:
         self._client.delete_object(Bucket=self.bucket, Key=self._okey(key))
+
+    def put_bytes_if_absent(self, key: str, data: bytes) -> bool:
+        """``PutObject`` with ``If-None-Match: *``. A retried request whose first attempt did land
+        answers 412 too, so on 412 the object is read back: our own bytes mean we wrote it."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self._client.put_object(Bucket=self.bucket, Key=self._okey(key), Body=data, IfNoneMatch="*")
+            return True
+        except ClientError as err:
+            status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            code = err.response.get("Error", {}).get("Code")
+            if status not in (409, 412) and code not in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise StoreError(f"conditional write of {self.url(key)}: {err}") from err
+        try:
+            return self.get_bytes(key) == data
+        except ObjectNotFound:  # 409: a concurrent conditional write that did not complete
+            return False
+
+    def _uploads(self, prefix: str) -> list[tuple[str, str]]:
+        full = _join(self.prefix, validate_object_key(prefix.rstrip("/"))) if prefix else self.prefix
+        query = f"{full}/" if full else ""
+        found = []
+        for page in self._client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=query):
+            found += [(u["Key"], u["UploadId"]) for u in page.get("Uploads", ())]
+        return sorted(found)
+
+    def list_incomplete(self, prefix: str = "") -> list[str]:
+        start = len(self.prefix) + 1 if self.prefix else 0
+        return [f"{key[start:]} (multipart upload {upload_id[:12]}…)" for key, upload_id in self._uploads(prefix)]
+
+    def discard_incomplete(self, prefix: str = "") -> int:
+        uploads = self._uploads(prefix)
+        for key, upload_id in uploads:
+            self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        return len(uploads)
 
     def probe(self) -> None:
         from botocore.exceptions import BotoCoreError, ClientError

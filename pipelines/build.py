@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from corpus.datasheet import write_datasheet
-from corpus.release import ReleaseWriter, hours_by_domain_split
+from corpus.release import ReleaseWriter, acquire_release, hours_by_domain_split
 from corpus.schema import SAMPLE_RATE, segment_id
 from corpus.shards import encode_flac
 from corpus.splits import assign_split
@@ -281,7 +281,7 @@ def _manifest_rows(recordings: list[dict], labels: dict[str, list[dict]], config
     return rows
 
 
-def _shard_and_commit(ray, recordings, rows, quarantine, store, config, summary, progress) -> dict:
+def _shard_and_commit(ray, recordings, rows, quarantine, store, config, summary, progress, lease=None) -> dict:
     by_rec: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
         by_rec[row["recording_id"]].append(row)
@@ -299,7 +299,7 @@ def _shard_and_commit(ray, recordings, rows, quarantine, store, config, summary,
             pending[rid] = cut.remote(recs[rid], kept, config.endpoint_url) if kept else None
 
     writer = ReleaseWriter(store, config.release, config=config.resolved(), max_shard_bytes=config.shards.max_bytes,
-                           max_shard_samples=config.shards.max_samples)
+                           max_shard_samples=config.shards.max_samples, lease=lease)
     with writer, tqdm(total=len(order), desc="shard", unit="rec", disable=not progress) as bar:
         for i in range(min(window, len(order))):
             submit(i)
@@ -345,7 +345,8 @@ def run_build(config: BuildConfig, *, progress: bool = True) -> dict:
         log.info("ignoring %s: not an audio file extension", uri)
     if not files:
         raise ValueError(f"no audio files under the sources: {[s.uri for s in config.sources]}")
-    with ray_session(config) as ray:
+    # one writer per release: a second build of the same name fails here, before any work
+    with acquire_release(store, config.release, what="build release") as lease, ray_session(config) as ray:
         t = time.perf_counter()
         ingested = drop_exact_duplicates(_ingest(ray, files, store, config, stats, progress))
         stats.stage_seconds["ingest"] = round(time.perf_counter() - t, 3)
@@ -364,7 +365,7 @@ def run_build(config: BuildConfig, *, progress: bool = True) -> dict:
         rows = _manifest_rows(recordings, labels, config, patterns)
         summary = make_summary(files, recordings, quarantine, rows, stats)
         t = time.perf_counter()
-        info = _shard_and_commit(ray, recordings, rows, quarantine, store, config, summary, progress)
+        info = _shard_and_commit(ray, recordings, rows, quarantine, store, config, summary, progress, lease)
         stats.stage_seconds["shard+commit"] = round(time.perf_counter() - t, 3)
     t = time.perf_counter()
     datasheet = write_datasheet(store, config.release)
