@@ -22,6 +22,9 @@ class AudioDecodeError(ValueError):
         super().__init__(message)
         self.reason = reason
 
+    def __reduce__(self):  # picklable across processes (the bounded reader returns it)
+        return (type(self), (self.reason, str(self)))
+
 
 @dataclass(frozen=True)
 class DecodedAudio:
@@ -54,8 +57,14 @@ def decode(source: str | os.PathLike | BinaryIO, *, name: str | None = None) -> 
         declared = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
         resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
         chunks: list[np.ndarray] = []
+        # float samples may be NaN or ±Inf, which the conversion to 16 bits would turn into noise
+        floats = (ctx.format.name if ctx.format else "") in ("flt", "fltp", "dbl", "dblp")
         try:
             for frame in container.decode(stream):
+                if floats and not np.isfinite(frame.to_ndarray()).all():
+                    got = sum(map(len, chunks)) / SAMPLE_RATE
+                    raise AudioDecodeError("non_finite_samples",
+                                           f"{label}: NaN or infinite samples after {got:.2f} s")
                 for out in resampler.resample(frame):
                     chunks.append(out.to_ndarray().reshape(-1))
             for out in resampler.resample(None):
@@ -73,6 +82,11 @@ def decode(source: str | os.PathLike | BinaryIO, *, name: str | None = None) -> 
         codec = ctx.name or "unknown"
     finally:
         container.close()
-    pcm16 = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
-    return DecodedAudio(pcm=pcm16.astype(np.float32) / 32768.0, orig_sample_rate=orig_rate,
-                        orig_channels=orig_channels, codec=codec)
+    # one float32 array filled chunk by chunk: no int16 copy of the whole, no second float copy
+    pcm = np.empty(sum(map(len, chunks)), dtype=np.float32)
+    pos = 0
+    for i, chunk in enumerate(chunks):
+        np.multiply(chunk, 1.0 / 32768.0, out=pcm[pos:pos + len(chunk)], casting="unsafe")
+        pos += len(chunk)
+        chunks[i] = None  # freed as it is copied
+    return DecodedAudio(pcm=pcm, orig_sample_rate=orig_rate, orig_channels=orig_channels, codec=codec)

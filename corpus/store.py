@@ -38,6 +38,11 @@ class ObjectNotFound(StoreError, FileNotFoundError):
     """No object at that key."""
 
 
+class ObjectUnreadable(StoreError):
+    """The object exists but may not be read (permission denied, 403, not a regular file): an
+    error of access, not of content."""
+
+
 @dataclass(frozen=True)
 class Written:
     """What a completed write put in the store."""
@@ -48,12 +53,38 @@ class Written:
     sha256: str
 
 
+MAX_KEY_BYTES = 1024  # S3's limit on a key's UTF-8 length; kept for local stores too
+
+
+def key_problem(key: str) -> str | None:
+    """Why ``key`` cannot name an object in a store (None: it can). Checked before anything is written."""
+    try:
+        encoded = key.encode("utf-8")
+    except UnicodeEncodeError:
+        return "the name is not valid UTF-8"
+    if any(ord(c) < 32 or ord(c) == 127 for c in key):
+        where = "ends with" if key[-1] in "\r\n" else "contains"
+        return f"the name {where} a control character (newline, tab, …)"
+    if len(encoded) > MAX_KEY_BYTES:
+        return f"the name is {len(encoded)} bytes long, over the {MAX_KEY_BYTES}-byte limit of object keys"
+    return None
+
+
+def printable_name(name: str) -> str:
+    """A name as valid UTF-8 text (bytes that are not UTF-8 shown as \\xNN), for rows and messages."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def validate_object_key(key: str) -> str:
-    """A relative object key: '/'-separated, no empty, '.' or '..' parts, no backslash or NUL."""
+    """A relative object key: '/'-separated, no empty, '.' or '..' parts, no backslash or NUL,
+    valid UTF-8, no control characters, at most 1024 bytes."""
     if not isinstance(key, str) or not key:
         raise ValueError(f"invalid object key {key!r}: empty")
     if key.startswith("/") or "\\" in key or "\x00" in key:
         raise ValueError(f"invalid object key {key!r}: must be relative, without backslashes or NUL")
+    problem = key_problem(key)
+    if problem:
+        raise ValueError(f"invalid object key {printable_name(key)!r}: {problem}")
     for part in key.split("/"):
         if part in ("", ".", ".."):
             raise ValueError(f"invalid object key {key!r}: empty, '.' or '..' path component")
@@ -222,11 +253,16 @@ class _HashingWriter(io.RawIOBase):
 
 @dataclass(frozen=True)
 class ObjectInfo:
-    """A listed object: its key, size and version (mtime in ns locally, the ETag on S3)."""
+    """A listed object: its key, size and version (mtime in ns locally, the ETag on S3).
+
+    ``kind`` is "file" for every object unless a local listing is asked for special entries
+    (``list_info(..., special=True)``): then also "directory", "fifo", "socket", "device",
+    "broken_symlink", "symlink_loop" or "unreadable" (size 0, version "")."""
 
     key: str
     size: int
     version: str
+    kind: str = "file"
 
 
 class Store:
@@ -255,8 +291,9 @@ class Store:
     def size(self, key: str) -> int:
         raise NotImplementedError
 
-    def list_info(self, prefix: str = "") -> list[ObjectInfo]:
-        """Objects under ``prefix`` (a folder-like prefix; '' for all), sorted by key."""
+    def list_info(self, prefix: str = "", *, special: bool = False) -> list[ObjectInfo]:
+        """Objects under ``prefix`` (a folder-like prefix; '' for all), sorted by key. ``special``:
+        also entries that are not regular files (local stores only; see :class:`ObjectInfo`)."""
         raise NotImplementedError
 
     def list(self, prefix: str = "") -> list[str]:
@@ -350,10 +387,23 @@ class LocalStore(Store):
         return _LocalWriter(self, key)
 
     def open_read(self, key: str) -> BinaryIO:
+        path = self._path(key)
         try:
-            return open(self._path(key), "rb", buffering=READ_CHUNK)
+            # O_NONBLOCK: opening a FIFO must not wait for a writer; regular files ignore it
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise ObjectNotFound(f"no object at {self.url(key)}") from None
+        except PermissionError:
+            raise ObjectUnreadable(f"permission denied reading {self.url(key)}") from None
+        except OSError as err:
+            raise ObjectUnreadable(f"cannot open {self.url(key)}: {err.strerror or err}") from None
+        import stat
+
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ObjectUnreadable(f"{self.url(key)} is not a regular file")
+        os.set_blocking(fd, True)
+        return open(fd, "rb", buffering=READ_CHUNK)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -364,18 +414,44 @@ class LocalStore(Store):
         except FileNotFoundError:
             raise ObjectNotFound(f"no object at {self.url(key)}") from None
 
-    def list_info(self, prefix: str = "") -> list[ObjectInfo]:
+    def list_info(self, prefix: str = "", *, special: bool = False) -> list[ObjectInfo]:
+        """Regular files (symlinks to them included); with ``special``, every other entry too,
+        each with its kind. Never follows a symlink into a loop, never opens anything."""
+        import errno
+        import stat
+
         base = self._path(prefix) if prefix else self.root
         if not base.is_dir():
             return []
         infos = []
+
+        def add(path: Path, kind: str, st=None) -> None:
+            key = path.relative_to(self.root).as_posix()
+            if kind == "file":
+                infos.append(ObjectInfo(key, st.st_size, str(st.st_mtime_ns)))
+            elif special:
+                infos.append(ObjectInfo(key, 0, "", kind))
+
         for dirpath, dirnames, filenames in os.walk(base):
             dirnames[:] = [d for d in dirnames if not d.startswith(TMP_PREFIX)]
+            if special:  # symlinks to directories are listed here too (os.walk does not follow them)
+                for name in dirnames:
+                    add(Path(dirpath, name), "directory")
             for name in filenames:
-                if not name.startswith(TMP_PREFIX):
-                    path = Path(dirpath, name)
-                    st = path.stat()
-                    infos.append(ObjectInfo(path.relative_to(self.root).as_posix(), st.st_size, str(st.st_mtime_ns)))
+                if name.startswith(TMP_PREFIX):
+                    continue
+                path = Path(dirpath, name)
+                try:
+                    st = os.stat(path)
+                except OSError as err:
+                    add(path, "symlink_loop" if err.errno == errno.ELOOP else
+                        "broken_symlink" if err.errno == errno.ENOENT else "unreadable")
+                    continue
+                mode = st.st_mode
+                kind = ("file" if stat.S_ISREG(mode) else "directory" if stat.S_ISDIR(mode) else
+                        "fifo" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else
+                        "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special")
+                add(path, kind, st)
         return sorted(infos, key=lambda info: info.key)
 
     def delete(self, key: str) -> None:
@@ -512,6 +588,8 @@ class _S3Reader(io.RawIOBase):
         except ClientError as err:
             if _is_not_found(err):
                 raise ObjectNotFound(f"no object at {store.url(key)}") from None
+            if str(err.response.get("Error", {}).get("Code")) in ("403", "AccessDenied", "Forbidden"):
+                raise ObjectUnreadable(f"access denied reading {store.url(key)}: {err}") from err
             raise StoreError(f"reading {store.url(key)}: {err}") from err
         self._etag = resp["ETag"]
         self.length = resp["ContentLength"]
@@ -607,7 +685,7 @@ class S3Store(Store):
             raise ObjectNotFound(f"no object at {self.url(key)}")
         return head["ContentLength"]
 
-    def list_info(self, prefix: str = "") -> list[ObjectInfo]:
+    def list_info(self, prefix: str = "", *, special: bool = False) -> list[ObjectInfo]:
         full = _join(self.prefix, validate_object_key(prefix.rstrip("/"))) if prefix else self.prefix
         query = f"{full}/" if full else ""
         infos: list[ObjectInfo] = []

@@ -83,7 +83,9 @@ def _file_keys_of_latest_release(store) -> set[str]:
     for name in ("recordings.parquet", "quarantine.parquet"):
         table = pq.read_table(io.BytesIO(store.get_bytes(f"{latest}/{name}")))
         if "file_key" in table.column_names:
-            keys.update(table.column("file_key").to_pylist())
+            # a deferred file (could not be read) is not seen yet: it counts as new audio
+            statuses = table.column("status").to_pylist() if "status" in table.column_names else [None] * len(table)
+            keys.update(k for k, s in zip(table.column("file_key").to_pylist(), statuses) if s != "deferred")
     return keys
 
 

@@ -46,7 +46,8 @@ from corpus.splits import assign_split
 from corpus.store import Store, open_store
 from pipelines.config import BuildConfig
 from pipelines.filter import decide
-from pipelines.ingest import Ingest, decode_file, drop_exact_duplicates, drop_near_duplicates
+from pipelines.ingest import (Ingest, decode_file, drop_exact_duplicates, drop_near_duplicates,
+                              with_source_metadata)
 from pipelines.segment import pack_segments
 from pipelines.sources import list_sources
 
@@ -192,7 +193,9 @@ def _needs_fingerprint(row: dict) -> bool:
 
 def _ingest(ray, files, store: Store, config: BuildConfig, stats: BuildStats, progress: bool) -> list[dict]:
     done = _done_keys(store, INGEST_DIR)
-    rows = {f.file_key: _read_part(store, f"{INGEST_DIR}/{f.file_key}.parquet")[0] for f in files if f.file_key in done}
+    # a cached row keeps what was read from the file; what the sources declare (licence…) is current
+    rows = {f.file_key: with_source_metadata(_read_part(store, f"{INGEST_DIR}/{f.file_key}.parquet")[0], f.to_dict())
+            for f in files if f.file_key in done}
     # a recording ingested before fingerprints existed is ingested again, so that it is compared too
     todo = [f.to_dict() for f in files if f.file_key not in rows or _needs_fingerprint(rows[f.file_key])]
     stats.ingested_now = len(todo)
@@ -202,9 +205,20 @@ def _ingest(ray, files, store: Store, config: BuildConfig, stats: BuildStats, pr
         ds = ds.map(stage, compute=ray.data.TaskPoolStrategy(size=config.resources.decode_workers), num_cpus=1)
         with tqdm(total=len(todo), desc="ingest", unit="file", disable=not progress) as bar:
             for row in ds.iter_rows():
-                _write_part(store, f"{INGEST_DIR}/{row['file_key']}.parquet", [row])
-                rows[row["file_key"]] = _read_part(store, f"{INGEST_DIR}/{row['file_key']}.parquet")[0]
+                if row["status"] == "deferred":  # not cached: the next run reads the file again
+                    rows[row["file_key"]] = dict(row)
+                else:
+                    _write_part(store, f"{INGEST_DIR}/{row['file_key']}.parquet", [row])
+                    rows[row["file_key"]] = _read_part(store, f"{INGEST_DIR}/{row['file_key']}.parquet")[0]
                 bar.update()
+    deferred = [rows[f.file_key] for f in files if rows[f.file_key]["status"] == "deferred"]
+    if deferred:
+        log.warning("%d files could not be read and are deferred to the next run: %s", len(deferred),
+                    "; ".join(f"{r['uri']} ({r['reason']})" for r in deferred[:5]))
+        if config.ingest.on_read_error == "fail":
+            raise RuntimeError(f"{len(deferred)} files could not be read (ingest.on_read_error=fail), nothing "
+                               "committed; rerun to retry them: " + "; ".join(f"{r['uri']}: {r['detail']}"
+                                                                             for r in deferred[:10]))
     return [rows[f.file_key] for f in files]
 
 
@@ -384,7 +398,7 @@ def make_summary(files, recordings, quarantine, rows, stats: BuildStats) -> dict
         kept = [r for r in rows if r["domain"] == d and r["decision"] == "keep"]
         per_domain[d] = {
             "files": sum(f.domain == d for f in files),
-            "quarantined": sum(q["domain"] == d for q in quarantine),
+            "quarantined": sum(q["domain"] == d and q["status"] != "deferred" for q in quarantine),
             "hours_in": round(sum(r["duration"] for r in recordings if r["domain"] == d) / 3600, 6),
             "segments": sum(r["domain"] == d for r in rows),
             "kept": len(kept),
@@ -395,7 +409,9 @@ def make_summary(files, recordings, quarantine, rows, stats: BuildStats) -> dict
         "domains": per_domain,
         "rejects_by_reason": dict(sorted(rejects.items())),
         "rejected_segments": sum(r["decision"] == "reject" for r in rows),
-        "quarantine_by_reason": dict(sorted(Counter(q["reason"] for q in quarantine).items())),
+        "quarantine_by_reason": dict(sorted(Counter(q["reason"] for q in quarantine
+                                                    if q["status"] != "deferred").items())),
+        "deferred_by_reason": dict(sorted(Counter(q["reason"] for q in quarantine if q["status"] == "deferred").items())),
         "hours_kept_by_domain_split": hours_by_domain_split([r for r in rows if r["decision"] == "keep"]),
         "files": stats.files, "ignored_files": stats.ignored_files, "ingested_now": stats.ingested_now,
         "recordings": stats.recordings, "recordings_labelled_now": stats.recordings_labelled_now,
@@ -416,6 +432,9 @@ def format_summary(summary: dict) -> str:
                                                   or "none"))
     lines.append("quarantined files by reason: " + (", ".join(f"{k} {v}" for k, v in summary["quarantine_by_reason"].items())
                                                   or "none"))
+    if summary.get("deferred_by_reason"):
+        lines.append("deferred (could not be read; the next run retries them): "
+                     + ", ".join(f"{k} {v}" for k, v in summary["deferred_by_reason"].items()))
     tp = summary["label_throughput_audio_s_per_s"]
     lines.append(f"labelled now: {summary['recordings_labelled_now']} recordings, {summary['segments_labelled_now']} segments"
                  + (f", {tp:.2f} audio-s per wall-s" if tp else " (all reused from earlier runs)"))

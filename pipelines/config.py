@@ -68,6 +68,12 @@ class IngestConfig(_Strict):
     max_seconds: float = Field(4 * 3600, gt=0, description="longer recordings are quarantined as too_long")
     max_bytes: int = Field(2 * 1024**3, gt=0, description="larger files are quarantined as too_large, unread")
     silence_dbfs: float = Field(-60.0, lt=0, description="a recording whose RMS is below this is silent")
+    read_timeout_s: float = Field(600.0, gt=0, description="wall-clock bound on reading and decoding one file; "
+                                  "a file that takes longer is deferred (reason timeout) and retried next run")
+    on_read_error: Literal["defer", "fail"] = Field(
+        "defer", description="a file that cannot be read (access denied, storage unavailable, timeout): defer: the "
+                             "release is written without it, it is listed as deferred and read again by the next "
+                             "run; fail: the build stops before writing the release (work done so far is kept)")
 
 
 class SegmentConfig(_Strict):
@@ -196,7 +202,7 @@ class BuildConfig(_Strict):
         # only values that differ from the defaults: a new optional field does not relabel old work
         basis = {"model": self.model.model_dump(exclude={"device", "cpu_threads"}, exclude_defaults=True),
                  "segment": self.segment.model_dump(exclude_defaults=True),
-                 "ingest": self.ingest.model_dump(exclude_defaults=True)}
+                 "ingest": self.ingest.model_dump(exclude_defaults=True, exclude={"read_timeout_s", "on_read_error"})}
         digest = hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:12]
         return f"{Path(self.model.name).name}-{digest}"
 

@@ -1,11 +1,18 @@
-"""Listing raw audio under each source (a local folder or an s3:// prefix)."""
+"""Listing raw audio under each source (a local folder or an s3:// prefix).
+
+Nothing listed is lost: an entry with an audio extension that cannot be read as a file (a
+FIFO, a device, a socket, a directory named ``x.wav``, a broken symlink or a symlink loop) or
+whose name cannot be an object key (not UTF-8, a control character such as a trailing newline,
+over 1024 bytes) is still listed, with ``problem`` set; ingest turns it into a quarantine row
+without ever opening it.
+"""
 from __future__ import annotations
 
 import fnmatch
 import hashlib
 from dataclasses import asdict, dataclass
 
-from corpus.store import open_store
+from corpus.store import key_problem, open_store, printable_name
 
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".webm",
                               ".wma", ".aif", ".aiff", ".mp4"})
@@ -23,6 +30,8 @@ class SourceFile:
     domain: str
     language: str
     licence: str
+    problem: str | None = None   # "special_file" / "bad_name": quarantined without being read
+    detail: str | None = None
 
     @property
     def file_key(self) -> str:
@@ -37,7 +46,7 @@ def list_sources(sources, *, endpoint_url: str | None = None) -> tuple[list[Sour
     files, ignored = [], []
     for source in sources:
         store = open_store(source.uri, endpoint_url=endpoint_url)
-        infos = store.list_info()
+        infos = store.list_info(special=True)
         if not infos and not _source_exists(store):
             raise FileNotFoundError(f"source {source.uri} (domain {source.domain}) does not exist or is unreadable")
         include = getattr(source, "include", "*")
@@ -45,12 +54,21 @@ def list_sources(sources, *, endpoint_url: str | None = None) -> tuple[list[Sour
             if not fnmatch.fnmatchcase(info.key, include):
                 continue
             ext = "." + info.key.rsplit(".", 1)[-1].lower() if "." in info.key.rsplit("/", 1)[-1] else ""
+            name_problem = key_problem(info.key)
+            key = printable_name(info.key) if name_problem else info.key
+            uri = f"{store.uri.rstrip('/')}/{key}"
             if ext not in AUDIO_EXTENSIONS:
-                ignored.append(store.url(info.key))
+                if info.kind == "file":
+                    ignored.append(uri)
                 continue
-            files.append(SourceFile(source_uri=store.uri, key=info.key, uri=store.url(info.key), size=info.size,
-                                    version=info.version, domain=source.domain, language=source.language,
-                                    licence=source.licence))
+            problem = detail = None
+            if name_problem:
+                problem, detail = "bad_name", f"{name_problem}: refused, never read or written"
+            elif info.kind != "file":
+                problem, detail = "special_file", f"not a regular file: {info.kind.replace('_', ' ')}"
+            files.append(SourceFile(source_uri=store.uri, key=key, uri=uri, size=info.size, version=info.version,
+                                    domain=source.domain, language=source.language, licence=source.licence,
+                                    problem=problem, detail=detail))
     return sorted(files, key=lambda f: f.uri), sorted(ignored)
 
 
