@@ -38,8 +38,15 @@ class DecodedAudio:
         return len(self.pcm) / SAMPLE_RATE
 
 
-def decode(source: str | os.PathLike | BinaryIO, *, name: str | None = None) -> DecodedAudio:
-    """Decode the first audio stream of ``source`` (a path or a binary file object)."""
+MIN_SAMPLE_RATE = 4000  # below this a file is not speech audio (1 Hz "audio" would decode to hours)
+
+
+def decode(source: str | os.PathLike | BinaryIO, *, name: str | None = None,
+           max_seconds: float | None = None) -> DecodedAudio:
+    """Decode the first audio stream of ``source`` (a path or a binary file object).
+
+    ``max_seconds``: a longer file raises ``too_long`` as soon as that is known (from its header,
+    or while decoding), so a small file claiming hours never costs hours of samples in memory."""
     import av
 
     label = name or (os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<stream>")
@@ -55,6 +62,13 @@ def decode(source: str | os.PathLike | BinaryIO, *, name: str | None = None) -> 
         ctx = stream.codec_context
         orig_rate, orig_channels = int(ctx.sample_rate or 0), int(ctx.channels or 0)
         declared = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
+        if 0 < orig_rate < MIN_SAMPLE_RATE:
+            raise AudioDecodeError("unsupported_sample_rate",
+                                   f"{label}: sample rate {orig_rate} Hz is below {MIN_SAMPLE_RATE} Hz")
+        if max_seconds is not None and declared is not None and declared > max_seconds:
+            raise AudioDecodeError("too_long", f"{label}: its header declares {declared:.1f} s > {max_seconds} s")
+        limit = None if max_seconds is None else int(max_seconds * SAMPLE_RATE) + 1
+        total = 0
         resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
         chunks: list[np.ndarray] = []
         # float samples may be NaN or ±Inf, which the conversion to 16 bits would turn into noise
@@ -67,8 +81,13 @@ def decode(source: str | os.PathLike | BinaryIO, *, name: str | None = None) -> 
                                            f"{label}: NaN or infinite samples after {got:.2f} s")
                 for out in resampler.resample(frame):
                     chunks.append(out.to_ndarray().reshape(-1))
+                    total += len(chunks[-1])
+                if limit is not None and total > limit:
+                    raise AudioDecodeError("too_long", f"{label}: longer than {max_seconds} s (decoding stopped)")
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))
+        except AudioDecodeError:
+            raise
         except (av.FFmpegError, ValueError) as err:
             got = sum(map(len, chunks)) / SAMPLE_RATE
             short = declared is not None and got < declared

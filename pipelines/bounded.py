@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import multiprocessing
 import pickle
+import sys
+import types
 
 _CONTEXT = None
 PRELOAD = ["numpy", "av", "corpus.audio", "pipelines.ingest", "pipelines.fingerprint"]
@@ -52,7 +54,14 @@ def call_bounded(fn, *args, timeout: float, what: str):
     ctx = _context()
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(child, fn, args), daemon=True)
-    proc.start()
+    # the child must not re-import the parent's main script (in a Ray worker that is Ray's own
+    # worker entry point): multiprocessing reads sys.modules["__main__"] while starting it
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        proc.start()
+    finally:
+        sys.modules["__main__"] = main
     child.close()
     try:
         if not parent.poll(timeout):

@@ -58,12 +58,12 @@ def rms_dbfs(pcm: np.ndarray) -> float:
     return 20 * np.log10(rms) if rms > 0 else float("-inf")
 
 
-def decode_file(file: dict, endpoint_url: str | None) -> DecodedAudio:
+def decode_file(file: dict, endpoint_url: str | None, max_seconds: float | None = None) -> DecodedAudio:
     """The file's audio (raises AudioDecodeError / StoreError): the one way stages read sources."""
     data = read_source_bytes(file, endpoint_url)
     if not data:
         raise AudioDecodeError("empty_file", f"{file['uri']}: zero bytes")
-    return decode(io.BytesIO(data), name=file["uri"])
+    return decode(io.BytesIO(data), name=file["uri"], max_seconds=max_seconds)
 
 
 def with_source_metadata(row: dict, file: dict) -> dict:
@@ -103,7 +103,7 @@ class Ingest:
         from botocore.exceptions import BotoCoreError
 
         try:
-            audio = decode_file(file, self.endpoint_url)
+            audio = decode_file(file, self.endpoint_url, max_seconds=self.max_seconds)
         except AudioDecodeError as err:
             return self._quarantine(base, err.reason, str(err))
         except ObjectUnreadable as err:

@@ -53,9 +53,10 @@ def list_sources(sources, *, endpoint_url: str | None = None) -> tuple[list[Sour
         for info in infos:
             if not fnmatch.fnmatchcase(info.key, include):
                 continue
-            ext = "." + info.key.rsplit(".", 1)[-1].lower() if "." in info.key.rsplit("/", 1)[-1] else ""
+            stem = info.key.rstrip()  # "x.wav\n" is an audio file with a bad name, not a non-audio file
+            ext = "." + stem.rsplit(".", 1)[-1].lower() if "." in stem.rsplit("/", 1)[-1] else ""
             name_problem = key_problem(info.key)
-            key = printable_name(info.key) if name_problem else info.key
+            key = _escaped(info.key) if name_problem else info.key
             uri = f"{store.uri.rstrip('/')}/{key}"
             if ext not in AUDIO_EXTENSIONS:
                 if info.kind == "file":
@@ -83,3 +84,8 @@ def _source_exists(store) -> bool:
         return True
     except (BotoCoreError, ClientError) as err:
         raise FileNotFoundError(f"source {store.uri} is unreachable: {err}") from err
+
+
+def _escaped(key: str) -> str:
+    """A bad name as printable UTF-8: undecodable bytes as \\xNN, control characters escaped."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in printable_name(key))
