@@ -300,8 +300,7 @@ def verify_release(store: Store, name: str) -> list[str]:
     for url in sorted(listed - {r["url"] for r in index}):
         problems.append(f"{rstore.url(url)} is not in the index")
     for item in rstore.list_incomplete():
-        problems.append(f"an unfinished write is left inside the release: {rstore.url(item.split(' ', 1)[0])}"
-                        + (f" {item.split(' ', 1)[1]}" if " " in item else ""))
+        problems.append(f"an unfinished write is left inside the release: {rstore.uri.rstrip('/')}/{item}")
     for shard in index:
         problems.extend(_verify_shard(rstore, shard, sorted(expected_keys.get(shard["url"], []))))
     return problems

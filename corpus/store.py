@@ -519,7 +519,23 @@ def _s3_client(endpoint_url: str | None, max_attempts: int):
         s3={"addressing_style": "path"} if endpoint_url else None,
     )
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return boto3.session.Session().client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+    client = boto3.session.Session().client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+    client.meta.events.register("needs-retry.s3", _retry_forbidden)
+    return client
+
+
+FORBIDDEN_RETRIES = 3
+
+
+def _retry_forbidden(response=None, attempts=None, caught_exception=None, **_):
+    """botocore never retries a 403; S3 answers one transiently too (credentials being rotated,
+    IAM changes propagating). Retry it a few times with backoff; one that persists is an access
+    error (a file read is then deferred, never quarantined)."""
+    if response is None or caught_exception is not None or attempts is None:
+        return None
+    if response[0].status_code == 403 and attempts <= FORBIDDEN_RETRIES:
+        return min(0.1 * 2 ** attempts, 2.0)
+    return None
 
 
 def _is_not_found(err) -> bool:
