@@ -42,6 +42,11 @@ class FaultProxy:
         self.deny_status, self.deny_code = 403, "AccessDenied"
         self.latency = 0.0
         self.hold_match: tuple[str, str] | None = None
+        self.drop_held = False
+        self.hold_after = 0
+        self.corrupt_match: tuple[str, ...] = ()
+        self.corrupt_budget = 0
+        self.corrupted = 0
         self.held = threading.Event()
         self._release = threading.Event()
         proxy = self
@@ -88,9 +93,16 @@ class FaultProxy:
                         proxy.by_kind[chaos] = proxy.by_kind.get(chaos, 0) + 1
                     hold = proxy.hold_match is not None and self.command == proxy.hold_match[0] \
                         and proxy.hold_match[1] in self.path
+                    if hold and proxy.hold_after > 0:  # let the first matches through
+                        proxy.hold_after -= 1
+                        hold = False
                 if hold:
                     proxy.held.set()
                     proxy._release.wait()
+                    if proxy.drop_held:  # its sender was killed: the request never reaches the store
+                        self.close_connection = True
+                        self.connection.close()
+                        return
                 if proxy.latency or chaos == "latency":
                     time.sleep(proxy.latency + (0.5 if chaos == "latency" else 0.0))
                 if chaos in ("503", "500", "403"):
@@ -123,6 +135,15 @@ class FaultProxy:
                 conn.close()
                 if chaos == "truncate" and len(data) > 1 and 200 <= resp.status < 300:
                     cut = len(data) // 2  # the body ends half way: the client sees a short read
+                corrupt = self.command == "GET" and 200 <= resp.status < 300 and any(
+                    c in self.path for c in proxy.corrupt_match) and len(data) > 1000
+                if corrupt:
+                    with proxy.lock:
+                        corrupt = proxy.corrupt_budget > 0
+                        proxy.corrupt_budget -= corrupt
+                        proxy.corrupted += corrupt
+                if corrupt:  # same length, one byte flipped in the middle: only a checksum sees it
+                    data = data[:len(data) // 2] + bytes([data[len(data) // 2] ^ 0xFF]) + data[len(data) // 2 + 1:]
                 self.send_response(resp.status)
                 for key, value in resp.getheaders():
                     if key.lower() not in _HOP_HEADERS and key.lower() != "content-length":
@@ -163,17 +184,26 @@ class FaultProxy:
         with self.lock:
             self.latency = seconds
 
-    def hold(self, method: str, substring: str) -> None:
-        """Matching requests wait until :meth:`release_held`; ``held`` is set when one arrives."""
+    def hold(self, method: str, substring: str, after: int = 0) -> None:
+        """Matching requests (after the first ``after``) wait until :meth:`release_held`; ``held``
+        is set when one arrives."""
         with self.lock:
-            self.hold_match = (method, substring)
+            self.hold_match, self.hold_after = (method, substring), after
+            self.drop_held = False
             self.held.clear()
             self._release.clear()
 
-    def release_held(self) -> None:
+    def release_held(self, drop: bool = False) -> None:
+        """Let held requests go on (``drop``: close them unanswered, as when their sender died)."""
         with self.lock:
             self.hold_match = None
+            self.drop_held = drop
         self._release.set()
+
+    def corrupt_next(self, n: int, substring: str) -> None:
+        """Flip one byte in the body of the next ``n`` GETs of objects whose path contains ``substring``."""
+        with self.lock:
+            self.corrupt_match, self.corrupt_budget = (substring,), n
 
     def fail_next(self, n: int, status: int = 503, code: str = "SlowDown") -> None:
         with self.lock:
