@@ -37,6 +37,7 @@ class FaultProxy:
         self.injected = 0
         self.cut = 0
         self.chaos_rate, self.chaos_kinds, self.rng = 0.0, (), random.Random(0)
+        self.chaos_fired = 0
         self.by_kind: dict[str, int] = {}
         self.denied: list[str] = []
         self.deny_status, self.deny_code = 403, "AccessDenied"
@@ -86,7 +87,8 @@ class FaultProxy:
                         cut, proxy.cut_get_after = proxy.cut_get_after, None
                         proxy.cut += 1
                     if not fail and cut is None and proxy.chaos_rate and proxy.rng.random() < proxy.chaos_rate:
-                        chaos = proxy.rng.choice(proxy.chaos_kinds)
+                        chaos = proxy.chaos_kinds[proxy.chaos_fired % len(proxy.chaos_kinds)]  # each kind in turn
+                        proxy.chaos_fired += 1
                         if chaos == "truncate" and not (self.command == "GET" and "list-type" not in self.path
                                                         and "uploads" not in self.path):
                             chaos = "503"  # only an object body can be cut short
@@ -166,7 +168,7 @@ class FaultProxy:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def chaos(self, rate: float, kinds=("503", "500", "reset", "truncate", "403", "latency"), seed: int = 0) -> None:
-        """From now on, each request fails at ``rate`` with one of ``kinds`` (0 turns it off)."""
+        """From now on, each request fails at ``rate``, with each of ``kinds`` in turn (0 turns it off)."""
         with self.lock:
             self.chaos_rate, self.chaos_kinds, self.rng = rate, tuple(kinds), random.Random(seed)
 
