@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 
 DESCRIPTION = """\
@@ -140,8 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true")
     add_cli(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from corpus.logs import configure_logging
+
+    configure_logging(args.verbose, fmt="%(asctime)s %(levelname)s %(name)s: %(message)s")  # credentials redacted
     try:
         return int(args.func(args) or 0)
     except (ValueError, RuntimeError, FileNotFoundError) as err:
