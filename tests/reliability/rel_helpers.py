@@ -4,10 +4,12 @@ small builds."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -64,14 +66,22 @@ class RayHead:
     def __init__(self, folder: Path, env: dict):
         self.port, self.dashboard_port = free_port(), free_port()
         self.folder = folder
+        # Ray's unix socket paths must fit in 107 bytes: a short temp dir, removed in stop()
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="rh-", dir="/tmp"))
         self.log = open(folder / "ray-head.log", "wb")
         ray_bin = Path(sys.executable).with_name("ray")
         self.proc = subprocess.Popen(
             [str(ray_bin), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(self.port),
              "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
              "--dashboard-port", str(self.dashboard_port), "--num-cpus", "2", "--disable-usage-stats",
-             "--temp-dir", str(folder / "ray")],
-            env={**env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}, stdout=self.log, stderr=subprocess.STDOUT,
+             # every port free, not Ray's fixed defaults (another cluster on this machine may hold them)
+             "--dashboard-agent-listen-port", str(free_port()), "--dashboard-agent-grpc-port", str(free_port()),
+             "--metrics-export-port", str(free_port()), "--runtime-env-agent-port", str(free_port()),
+             "--ray-client-server-port", str(free_port()),
+             "--temp-dir", str(self.temp_dir)],
+            env={**env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # jobs find `stt-corpus` on PATH
+                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"},
+            stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True)
         self.url = f"http://127.0.0.1:{self.dashboard_port}"
 
@@ -84,10 +94,22 @@ class RayHead:
                 raise RuntimeError(f"ray head exited: {(self.folder / 'ray-head.log').read_text()[-3000:]}")
             try:
                 urllib.request.urlopen(f"{self.url}/api/version", timeout=2).read()
-                return
+                break
             except OSError:
                 time.sleep(1)
-        raise TimeoutError(f"ray dashboard did not answer at {self.url}")
+        else:
+            raise TimeoutError(f"ray dashboard did not answer at {self.url}")
+        # the dashboard answers before its job agent can take jobs: submit a no-op until one is taken
+        from ray.job_submission import JobSubmissionClient
+
+        while True:
+            try:
+                JobSubmissionClient(self.url).submit_job(entrypoint="true")
+                return
+            except RuntimeError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(1)
 
     def stop(self) -> None:
         for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
@@ -101,11 +123,12 @@ class RayHead:
             except subprocess.TimeoutExpired:
                 continue
         self.log.close()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     def all_logs(self) -> str:
         """Every file Ray wrote for this cluster (session logs, job logs)."""
         out = []
-        for path in (self.folder / "ray").rglob("*"):
+        for path in self.temp_dir.rglob("*"):
             if path.is_file() and path.suffix in (".log", ".out", ".err", ".txt", ".json", ""):
                 try:
                     out.append(path.read_text(errors="replace"))
