@@ -22,6 +22,9 @@ class AudioDecodeError(ValueError):
         super().__init__(message)
         self.reason = reason
 
+    def __reduce__(self):  # picklable across processes (the bounded reader returns it)
+        return (type(self), (self.reason, str(self)))
+
 
 @dataclass(frozen=True)
 class DecodedAudio:
@@ -35,8 +38,15 @@ class DecodedAudio:
         return len(self.pcm) / SAMPLE_RATE
 
 
-def decode(source: str | os.PathLike | BinaryIO, *, name: str | None = None) -> DecodedAudio:
-    """Decode the first audio stream of ``source`` (a path or a binary file object)."""
+MIN_SAMPLE_RATE = 4000  # below this a file is not speech audio (1 Hz "audio" would decode to hours)
+
+
+def decode(source: str | os.PathLike | BinaryIO, *, name: str | None = None,
+           max_seconds: float | None = None) -> DecodedAudio:
+    """Decode the first audio stream of ``source`` (a path or a binary file object).
+
+    ``max_seconds``: a longer file raises ``too_long`` as soon as that is known (from its header,
+    or while decoding), so a small file claiming hours never costs hours of samples in memory."""
     import av
 
     label = name or (os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<stream>")
@@ -52,14 +62,32 @@ def decode(source: str | os.PathLike | BinaryIO, *, name: str | None = None) -> 
         ctx = stream.codec_context
         orig_rate, orig_channels = int(ctx.sample_rate or 0), int(ctx.channels or 0)
         declared = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
+        if 0 < orig_rate < MIN_SAMPLE_RATE:
+            raise AudioDecodeError("unsupported_sample_rate",
+                                   f"{label}: sample rate {orig_rate} Hz is below {MIN_SAMPLE_RATE} Hz")
+        if max_seconds is not None and declared is not None and declared > max_seconds:
+            raise AudioDecodeError("too_long", f"{label}: its header declares {declared:.1f} s > {max_seconds} s")
+        limit = None if max_seconds is None else int(max_seconds * SAMPLE_RATE) + 1
+        total = 0
         resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
         chunks: list[np.ndarray] = []
+        # float samples may be NaN or ±Inf, which the conversion to 16 bits would turn into noise
+        floats = (ctx.format.name if ctx.format else "") in ("flt", "fltp", "dbl", "dblp")
         try:
             for frame in container.decode(stream):
+                if floats and not np.isfinite(frame.to_ndarray()).all():
+                    got = sum(map(len, chunks)) / SAMPLE_RATE
+                    raise AudioDecodeError("non_finite_samples",
+                                           f"{label}: NaN or infinite samples after {got:.2f} s")
                 for out in resampler.resample(frame):
                     chunks.append(out.to_ndarray().reshape(-1))
+                    total += len(chunks[-1])
+                if limit is not None and total > limit:
+                    raise AudioDecodeError("too_long", f"{label}: longer than {max_seconds} s (decoding stopped)")
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))
+        except AudioDecodeError:
+            raise
         except (av.FFmpegError, ValueError) as err:
             got = sum(map(len, chunks)) / SAMPLE_RATE
             short = declared is not None and got < declared
@@ -73,6 +101,11 @@ def decode(source: str | os.PathLike | BinaryIO, *, name: str | None = None) -> 
         codec = ctx.name or "unknown"
     finally:
         container.close()
-    pcm16 = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
-    return DecodedAudio(pcm=pcm16.astype(np.float32) / 32768.0, orig_sample_rate=orig_rate,
-                        orig_channels=orig_channels, codec=codec)
+    # one float32 array filled chunk by chunk: no int16 copy of the whole, no second float copy
+    pcm = np.empty(sum(map(len, chunks)), dtype=np.float32)
+    pos = 0
+    for i, chunk in enumerate(chunks):
+        np.multiply(chunk, 1.0 / 32768.0, out=pcm[pos:pos + len(chunk)], casting="unsafe")
+        pos += len(chunk)
+        chunks[i] = None  # freed as it is copied
+    return DecodedAudio(pcm=pcm, orig_sample_rate=orig_rate, orig_channels=orig_channels, codec=codec)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 
 DESCRIPTION = """\
@@ -92,12 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    from corpus.logs import configure_logging, redact
+
+    configure_logging(args.verbose)
     try:
         return int(args.func(args) or 0)
     except (ValueError, RuntimeError, FileNotFoundError) as err:
-        print(f"stt-corpus {args.command}: error: {err}", file=sys.stderr)
+        print(f"stt-corpus {args.command}: error: {redact(str(err))}", file=sys.stderr)
         return 2
 
 

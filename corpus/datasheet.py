@@ -537,7 +537,10 @@ def _quarantine_section(doc: _Doc, f: _Facts) -> None:
     if table.num_rows == 0:
         doc.p("No file was quarantined: every source file was read and kept as a recording.")
         return
-    reasons = [r if r is not None else "(no reason recorded)" for r in _column(table, "reason")]
+    statuses = _column(table, "status") if "status" in table.column_names else [None] * table.num_rows
+    # a deferred file could not be read (access, availability): the next build reads it again
+    reasons = [(f"deferred: {r}" if s == "deferred" else r) if r is not None else "(no reason recorded)"
+               for r, s in zip(_column(table, "reason"), statuses)]
     domains = [d if d is not None else "?" for d in _column(table, "domain")]
     sizes = _column(table, "bytes") if "bytes" in table.column_names else _column(table, "size")
     count, by_domain, size = Counter(reasons), defaultdict(Counter), Counter()

@@ -8,8 +8,12 @@ Layout under ``<store>/releases/<name>/``::
     config.yaml        the resolved config that produced the release
     RELEASE.json       written last: the commit point; a release without it does not exist
 
-A committed release is never overwritten. Leftovers of a release that was being written when
-its writer died (no RELEASE.json) are removed when a writer for the same name starts.
+A committed release is never overwritten: RELEASE.json is written with a conditional write
+(S3 ``If-None-Match: *``, a hard link locally). One writer at a time: a writer holds a lease on
+the name (:mod:`corpus.lease`) from its start to its commit; a second writer fails at once with a
+message naming the first. Leftovers of a writer that died before committing (objects, temp files,
+multipart uploads) are removed only by the next writer that holds the lease, so objects of a
+live writer are never deleted.
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ from corpus.schema import (MANIFEST, SAMPLE_RATE, SCHEMA_VERSION, SHARD_INDEX, c
                            validate_key, validate_name)
 from corpus.shards import (DEFAULT_MAX_BYTES, DEFAULT_MAX_SAMPLES, ShardError, ShardWriter, decode_flac,
                            encode_flac, iter_shard, iter_shard_raw, Sample)
+from corpus.lease import Lease, LeaseHeld, LeaseLost
 from corpus.store import ObjectNotFound, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -47,6 +52,32 @@ class ReleaseError(RuntimeError):
 
 def release_store(store: Store, name: str) -> Store:
     return store.at(f"{RELEASES}/{validate_name('release', name)}")
+
+
+def acquire_release(store: Store, name: str, *, what: str = "write release", ttl: float | None = None) -> Lease:
+    """Take the writer's lease on release ``name``, or raise ReleaseError (committed already, or
+    another live writer). Leftovers of a dead writer are removed here, under the lease."""
+    rstore = release_store(store, name)
+    try:
+        lease = Lease.acquire(store, name, what=what, **({"ttl": ttl} if ttl else {}))
+    except LeaseHeld as err:
+        raise ReleaseError(str(err)) from None
+    try:
+        if rstore.exists(COMMIT_FILE):
+            raise ReleaseError(f"release {name!r} already exists at {rstore.uri}; choose another name "
+                               "(a committed release is never overwritten)")
+        leftovers, incomplete = rstore.list(), rstore.list_incomplete()
+        if leftovers or incomplete:
+            lease.check()
+            log.warning("removing %d objects and %d unfinished writes left by a writer of release %s that died",
+                        len(leftovers), len(incomplete), name)
+            rstore.discard_incomplete()
+            for key in leftovers:
+                rstore.delete(key)
+    except BaseException:
+        lease.release()
+        raise
+    return lease
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:
@@ -75,17 +106,13 @@ class ReleaseWriter:
     """
 
     def __init__(self, store: Store, name: str, *, config: dict, max_shard_bytes: int = DEFAULT_MAX_BYTES,
-                 max_shard_samples: int = DEFAULT_MAX_SAMPLES):
+                 max_shard_samples: int = DEFAULT_MAX_SAMPLES, lease: Lease | None = None):
+        """``lease``: one taken earlier with :func:`acquire_release` (the caller releases it);
+        without it the writer takes its own and releases it at commit or abort."""
         self.name = validate_name("release", name)
         self.store = release_store(store, name)
-        if self.store.exists(COMMIT_FILE):
-            raise ReleaseError(f"release {name!r} already exists at {self.store.uri}; choose another name "
-                               "(a committed release is never overwritten)")
-        leftovers = self.store.list()
-        if leftovers:
-            log.warning("removing %d objects left by an unfinished write of release %s", len(leftovers), name)
-            for key in leftovers:
-                self.store.delete(key)
+        self._own_lease = lease is None
+        self.lease = lease or acquire_release(store, name)
         self.config = config
         self._shards = ShardWriter(self.store, max_bytes=max_shard_bytes, max_samples=max_shard_samples)
         self._rows: list[dict] = []
@@ -123,7 +150,11 @@ class ReleaseWriter:
         return row
 
     def abort(self) -> None:
-        self._shards.abort()
+        try:
+            self._shards.abort()
+        finally:
+            if self._own_lease:
+                self.lease.release()
 
     def commit(self, extra_files: dict[str, bytes] | None = None) -> dict:
         """Write index, manifest, config and ``extra_files``, then RELEASE.json; return what it says.
@@ -131,6 +162,10 @@ class ReleaseWriter:
         Extra files (quarantine table, build summary …) are checksummed in RELEASE.json like the rest.
         """
         kept = [r for r in self._rows if r["decision"] == "keep"]
+        try:
+            self.lease.check()
+        except LeaseLost as err:
+            raise ReleaseError(str(err)) from None
         if not kept:
             self._shards.abort()
             raise ReleaseError(f"release {self.name!r} is empty: {len(self._rows)} segments added, none kept; "
@@ -161,7 +196,15 @@ class ReleaseWriter:
                       "kept_by_domain_split": hours_by_domain_split(kept)},
             "files": files,
         }
-        self.store.put_bytes(COMMIT_FILE, json.dumps(info, indent=2, sort_keys=True).encode())
+        try:
+            self.lease.check()
+        except LeaseLost as err:
+            raise ReleaseError(str(err)) from None
+        if not self.store.put_bytes_if_absent(COMMIT_FILE, json.dumps(info, indent=2, sort_keys=True).encode()):
+            raise ReleaseError(f"release {self.name!r} was committed by another writer meanwhile; "
+                               "this one is discarded")
+        if self._own_lease:
+            self.lease.release()
         return info
 
     def __enter__(self):
@@ -256,6 +299,8 @@ def verify_release(store: Store, name: str) -> list[str]:
     listed = set(rstore.list("shards"))
     for url in sorted(listed - {r["url"] for r in index}):
         problems.append(f"{rstore.url(url)} is not in the index")
+    for item in rstore.list_incomplete():
+        problems.append(f"an unfinished write is left inside the release: {rstore.uri.rstrip('/')}/{item}")
     for shard in index:
         problems.extend(_verify_shard(rstore, shard, sorted(expected_keys.get(shard["url"], []))))
     return problems

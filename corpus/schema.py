@@ -124,7 +124,11 @@ def recording_id(pcm: np.ndarray) -> str:
 
 
 def pcm_sha256(pcm: np.ndarray) -> str:
-    return hashlib.sha256(as_int16(pcm).astype("<i2", copy=False).tobytes()).hexdigest()
+    sha = hashlib.sha256()
+    step = 1 << 20  # in blocks: as_int16 of a whole 4-hour recording would copy it to float64 (1.8 GB)
+    for i in range(0, max(len(pcm), 1), step):
+        sha.update(as_int16(pcm[i:i + step]).astype("<i2", copy=False).tobytes())
+    return sha.hexdigest()
 
 
 def as_int16(pcm: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ import hashlib
 import io
 import os
 import queue
+import re
 import threading
 import uuid
 from dataclasses import dataclass
@@ -37,6 +38,11 @@ class ObjectNotFound(StoreError, FileNotFoundError):
     """No object at that key."""
 
 
+class ObjectUnreadable(StoreError):
+    """The object exists but may not be read (permission denied, 403, not a regular file): an
+    error of access, not of content."""
+
+
 @dataclass(frozen=True)
 class Written:
     """What a completed write put in the store."""
@@ -47,18 +53,94 @@ class Written:
     sha256: str
 
 
+MAX_KEY_BYTES = 1024  # S3's limit on a key's UTF-8 length; kept for local stores too
+
+
+def key_problem(key: str) -> str | None:
+    """Why ``key`` cannot name an object in a store (None: it can). Checked before anything is written."""
+    try:
+        encoded = key.encode("utf-8")
+    except UnicodeEncodeError:
+        return "the name is not valid UTF-8"
+    if any(ord(c) < 32 or ord(c) == 127 for c in key):
+        where = "ends with" if key[-1] in "\r\n" else "contains"
+        return f"the name {where} a control character (newline, tab, …)"
+    if len(encoded) > MAX_KEY_BYTES:
+        return f"the name is {len(encoded)} bytes long, over the {MAX_KEY_BYTES}-byte limit of object keys"
+    return None
+
+
+def printable_name(name: str) -> str:
+    """A name as valid UTF-8 text (bytes that are not UTF-8 shown as \\xNN), for rows and messages."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def validate_object_key(key: str) -> str:
-    """A relative object key: '/'-separated, no empty, '.' or '..' parts, no backslash or NUL."""
+    """A relative object key: '/'-separated, no empty, '.' or '..' parts, no backslash or NUL,
+    valid UTF-8, no control characters, at most 1024 bytes."""
     if not isinstance(key, str) or not key:
         raise ValueError(f"invalid object key {key!r}: empty")
     if key.startswith("/") or "\\" in key or "\x00" in key:
         raise ValueError(f"invalid object key {key!r}: must be relative, without backslashes or NUL")
+    problem = key_problem(key)
+    if problem:
+        raise ValueError(f"invalid object key {printable_name(key)!r}: {problem}")
     for part in key.split("/"):
         if part in ("", ".", ".."):
             raise ValueError(f"invalid object key {key!r}: empty, '.' or '..' path component")
         if part.startswith(TMP_PREFIX):
             raise ValueError(f"invalid object key {key!r}: '{TMP_PREFIX}' names are reserved for writes in progress")
     return key
+
+
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# characters of an s3:// store prefix and a local store path: S3's "safe" set plus '=', '+', ',',
+# '@', '~', ':' and (locally) space. Everything a shell would interpret is refused.
+_SAFE_PREFIX_RE = re.compile(r"^[A-Za-z0-9._/=+,@~:-]*$")
+_SAFE_PATH_RE = re.compile(r"^[A-Za-z0-9._/=+,@~: -]+$")
+_HOST_RE = re.compile(r"^[A-Za-z0-9.-]+$|^\[[0-9A-Fa-f:.]+\]$")
+
+
+def validate_store_uri(uri: str) -> str:
+    """A store URI as strict as the CLI needs: ``s3://bucket/prefix`` with a valid bucket name and
+    safe prefix characters, or a local path / ``file://`` URI without shell or control characters."""
+    if not isinstance(uri, str) or not uri:
+        raise ValueError(f"invalid store URI {uri!r}: empty")
+    if uri.startswith("s3://"):
+        bucket, _, prefix = uri[len("s3://"):].partition("/")
+        if not _BUCKET_RE.match(bucket) or ".." in bucket:
+            raise ValueError(f"invalid store URI {uri!r}: {bucket!r} is not a valid S3 bucket name")
+        prefix = prefix.strip("/")
+        if not _SAFE_PREFIX_RE.match(prefix):
+            raise ValueError(f"invalid store URI {uri!r}: the prefix may use letters, digits and . _ / = + , @ ~ : - "
+                             "only")
+        if prefix:
+            validate_object_key(prefix)
+        return uri
+    path = uri[len("file://"):] if uri.startswith("file://") else uri
+    if "://" in path:
+        raise ValueError(f"unsupported store URI {uri!r}: use a local path, file:// or s3://bucket/prefix")
+    if not _SAFE_PATH_RE.match(path):
+        raise ValueError(f"invalid store path {uri!r}: letters, digits, space and . _ / = + , @ ~ : - only")
+    return uri
+
+
+def validate_endpoint_url(url: str | None) -> str | None:
+    """An S3 endpoint: ``http(s)://host[:port]`` and nothing else (no user info, path or query)."""
+    if url is None:
+        return None
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as err:
+        raise ValueError(f"invalid endpoint URL {url!r}: {err}") from None
+    host = parts.netloc.rsplit(":", 1)[0] if port is not None else parts.netloc
+    if (parts.scheme not in ("http", "https") or not host or not _HOST_RE.match(host) or parts.username
+            or parts.password or parts.path not in ("", "/") or parts.query or parts.fragment):
+        raise ValueError(f"invalid endpoint URL {url!r}: use http(s)://host[:port]")
+    return url
 
 
 def _join(prefix: str, key: str) -> str:
@@ -171,11 +253,16 @@ class _HashingWriter(io.RawIOBase):
 
 @dataclass(frozen=True)
 class ObjectInfo:
-    """A listed object: its key, size and version (mtime in ns locally, the ETag on S3)."""
+    """A listed object: its key, size and version (mtime in ns locally, the ETag on S3).
+
+    ``kind`` is "file" for every object unless a local listing is asked for special entries
+    (``list_info(..., special=True)``): then also "directory", "fifo", "socket", "device",
+    "broken_symlink", "symlink_loop" or "unreadable" (size 0, version "")."""
 
     key: str
     size: int
     version: str
+    kind: str = "file"
 
 
 class Store:
@@ -204,8 +291,9 @@ class Store:
     def size(self, key: str) -> int:
         raise NotImplementedError
 
-    def list_info(self, prefix: str = "") -> list[ObjectInfo]:
-        """Objects under ``prefix`` (a folder-like prefix; '' for all), sorted by key."""
+    def list_info(self, prefix: str = "", *, special: bool = False) -> list[ObjectInfo]:
+        """Objects under ``prefix`` (a folder-like prefix; '' for all), sorted by key. ``special``:
+        also entries that are not regular files (local stores only; see :class:`ObjectInfo`)."""
         raise NotImplementedError
 
     def list(self, prefix: str = "") -> list[str]:
@@ -223,6 +311,20 @@ class Store:
         with self.open_write(key) as w:
             w.write(data)
         return w.result
+
+    def put_bytes_if_absent(self, key: str, data: bytes) -> bool:
+        """Create the object only if no object has that key (atomic: of two writers, one wins).
+        True if these bytes were written, False if an object was already there."""
+        raise NotImplementedError
+
+    def list_incomplete(self, prefix: str = "") -> list[str]:
+        """Writes in progress or abandoned under ``prefix``: temp files locally, multipart uploads
+        on S3 (a writer killed mid-write leaves them; they are never visible as objects)."""
+        raise NotImplementedError
+
+    def discard_incomplete(self, prefix: str = "") -> int:
+        """Remove what :meth:`list_incomplete` lists; only for a caller that owns the prefix."""
+        raise NotImplementedError
 
     def put_file(self, key: str, path: str | os.PathLike) -> Written:
         with open(path, "rb") as src, self.open_write(key) as w:
@@ -285,10 +387,23 @@ class LocalStore(Store):
         return _LocalWriter(self, key)
 
     def open_read(self, key: str) -> BinaryIO:
+        path = self._path(key)
         try:
-            return open(self._path(key), "rb", buffering=READ_CHUNK)
+            # O_NONBLOCK: opening a FIFO must not wait for a writer; regular files ignore it
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise ObjectNotFound(f"no object at {self.url(key)}") from None
+        except PermissionError:
+            raise ObjectUnreadable(f"permission denied reading {self.url(key)}") from None
+        except OSError as err:
+            raise ObjectUnreadable(f"cannot open {self.url(key)}: {err.strerror or err}") from None
+        import stat
+
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ObjectUnreadable(f"{self.url(key)} is not a regular file")
+        os.set_blocking(fd, True)
+        return open(fd, "rb", buffering=READ_CHUNK)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -299,22 +414,89 @@ class LocalStore(Store):
         except FileNotFoundError:
             raise ObjectNotFound(f"no object at {self.url(key)}") from None
 
-    def list_info(self, prefix: str = "") -> list[ObjectInfo]:
+    def list_info(self, prefix: str = "", *, special: bool = False) -> list[ObjectInfo]:
+        """Regular files (symlinks to them included); with ``special``, every other entry too,
+        each with its kind. Never follows a symlink into a loop, never opens anything."""
+        import errno
+        import stat
+
         base = self._path(prefix) if prefix else self.root
         if not base.is_dir():
             return []
         infos = []
+
+        def add(path: Path, kind: str, st=None) -> None:
+            key = path.relative_to(self.root).as_posix()
+            if kind == "file":
+                infos.append(ObjectInfo(key, st.st_size, str(st.st_mtime_ns)))
+            elif special:
+                infos.append(ObjectInfo(key, 0, "", kind))
+
         for dirpath, dirnames, filenames in os.walk(base):
             dirnames[:] = [d for d in dirnames if not d.startswith(TMP_PREFIX)]
+            if special:  # symlinks to directories are listed here too (os.walk does not follow them)
+                for name in dirnames:
+                    add(Path(dirpath, name), "directory")
             for name in filenames:
-                if not name.startswith(TMP_PREFIX):
-                    path = Path(dirpath, name)
-                    st = path.stat()
-                    infos.append(ObjectInfo(path.relative_to(self.root).as_posix(), st.st_size, str(st.st_mtime_ns)))
+                if name.startswith(TMP_PREFIX):
+                    continue
+                path = Path(dirpath, name)
+                try:
+                    st = os.stat(path)
+                except OSError as err:
+                    add(path, "symlink_loop" if err.errno == errno.ELOOP else
+                        "broken_symlink" if err.errno == errno.ENOENT else "unreadable")
+                    continue
+                mode = st.st_mode
+                kind = ("file" if stat.S_ISREG(mode) else "directory" if stat.S_ISDIR(mode) else
+                        "fifo" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else
+                        "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special")
+                add(path, kind, st)
         return sorted(infos, key=lambda info: info.key)
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def put_bytes_if_absent(self, key: str, data: bytes) -> bool:
+        final = self._path(key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex}-{final.name}")
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, final)  # fails if the name exists: the whole file appears, or nothing
+            except FileExistsError:
+                return False
+            return True
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _tmp_files(self, prefix: str) -> list[Path]:
+        base = self._path(prefix) if prefix else self.root
+        if not base.is_dir():
+            return []
+        found = []
+        for dirpath, dirnames, filenames in os.walk(base):
+            found += [Path(dirpath, n) for n in dirnames + filenames if n.startswith(TMP_PREFIX)]
+            dirnames[:] = [d for d in dirnames if not d.startswith(TMP_PREFIX)]
+        return sorted(found)
+
+    def list_incomplete(self, prefix: str = "") -> list[str]:
+        return [p.relative_to(self.root).as_posix() for p in self._tmp_files(prefix)]
+
+    def discard_incomplete(self, prefix: str = "") -> int:
+        import shutil
+
+        paths = self._tmp_files(prefix)
+        for path in paths:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        return len(paths)
 
     def probe(self) -> None:
         existing = next((p for p in (self.root, *self.root.parents) if p.exists()), None)
@@ -337,7 +519,23 @@ def _s3_client(endpoint_url: str | None, max_attempts: int):
         s3={"addressing_style": "path"} if endpoint_url else None,
     )
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return boto3.session.Session().client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+    client = boto3.session.Session().client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+    client.meta.events.register("needs-retry.s3", _retry_forbidden)
+    return client
+
+
+FORBIDDEN_RETRIES = 3
+
+
+def _retry_forbidden(response=None, attempts=None, caught_exception=None, **_):
+    """botocore never retries a 403; S3 answers one transiently too (credentials being rotated,
+    IAM changes propagating). Retry it a few times with backoff; one that persists is an access
+    error (a file read is then deferred, never quarantined)."""
+    if response is None or caught_exception is not None or attempts is None:
+        return None
+    if response[0].status_code == 403 and attempts <= FORBIDDEN_RETRIES:
+        return min(0.1 * 2 ** attempts, 2.0)
+    return None
 
 
 def _is_not_found(err) -> bool:
@@ -406,6 +604,8 @@ class _S3Reader(io.RawIOBase):
         except ClientError as err:
             if _is_not_found(err):
                 raise ObjectNotFound(f"no object at {store.url(key)}") from None
+            if str(err.response.get("Error", {}).get("Code")) in ("403", "AccessDenied", "Forbidden"):
+                raise ObjectUnreadable(f"access denied reading {store.url(key)}: {err}") from err
             raise StoreError(f"reading {store.url(key)}: {err}") from err
         self._etag = resp["ETag"]
         self.length = resp["ContentLength"]
@@ -501,7 +701,7 @@ class S3Store(Store):
             raise ObjectNotFound(f"no object at {self.url(key)}")
         return head["ContentLength"]
 
-    def list_info(self, prefix: str = "") -> list[ObjectInfo]:
+    def list_info(self, prefix: str = "", *, special: bool = False) -> list[ObjectInfo]:
         full = _join(self.prefix, validate_object_key(prefix.rstrip("/"))) if prefix else self.prefix
         query = f"{full}/" if full else ""
         infos: list[ObjectInfo] = []
@@ -513,6 +713,42 @@ class S3Store(Store):
 
     def delete(self, key: str) -> None:
         self._client.delete_object(Bucket=self.bucket, Key=self._okey(key))
+
+    def put_bytes_if_absent(self, key: str, data: bytes) -> bool:
+        """``PutObject`` with ``If-None-Match: *``. A retried request whose first attempt did land
+        answers 412 too, so on 412 the object is read back: our own bytes mean we wrote it."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self._client.put_object(Bucket=self.bucket, Key=self._okey(key), Body=data, IfNoneMatch="*")
+            return True
+        except ClientError as err:
+            status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            code = err.response.get("Error", {}).get("Code")
+            if status not in (409, 412) and code not in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise StoreError(f"conditional write of {self.url(key)}: {err}") from err
+        try:
+            return self.get_bytes(key) == data
+        except ObjectNotFound:  # 409: a concurrent conditional write that did not complete
+            return False
+
+    def _uploads(self, prefix: str) -> list[tuple[str, str]]:
+        full = _join(self.prefix, validate_object_key(prefix.rstrip("/"))) if prefix else self.prefix
+        query = f"{full}/" if full else ""
+        found = []
+        for page in self._client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=query):
+            found += [(u["Key"], u["UploadId"]) for u in page.get("Uploads", ())]
+        return sorted(found)
+
+    def list_incomplete(self, prefix: str = "") -> list[str]:
+        start = len(self.prefix) + 1 if self.prefix else 0
+        return [f"{key[start:]} (multipart upload {upload_id[:12]}…)" for key, upload_id in self._uploads(prefix)]
+
+    def discard_incomplete(self, prefix: str = "") -> int:
+        uploads = self._uploads(prefix)
+        for key, upload_id in uploads:
+            self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        return len(uploads)
 
     def probe(self) -> None:
         from botocore.exceptions import BotoCoreError, ClientError

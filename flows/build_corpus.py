@@ -83,7 +83,9 @@ def _file_keys_of_latest_release(store) -> set[str]:
     for name in ("recordings.parquet", "quarantine.parquet"):
         table = pq.read_table(io.BytesIO(store.get_bytes(f"{latest}/{name}")))
         if "file_key" in table.column_names:
-            keys.update(table.column("file_key").to_pylist())
+            # a deferred file (could not be read) is not seen yet: it counts as new audio
+            statuses = table.column("status").to_pylist() if "status" in table.column_names else [None] * len(table)
+            keys.update(k for k, s in zip(table.column("file_key").to_pylist(), statuses) if s != "deferred")
     return keys
 
 
@@ -154,8 +156,13 @@ def build_corpus(release: str = "build-{now}", config: str | None = None, store:
 @task
 def validate_refilter(store: str, source_release: str, thresholds: dict | None, domain_thresholds: dict | None,
                       endpoint_url: str | None) -> None:
+    from corpus.schema import validate_name
+    from corpus.store import validate_endpoint_url, validate_store_uri
     from pipelines.refilter import resolve_thresholds
 
+    validate_store_uri(store)
+    validate_endpoint_url(endpoint_url)
+    validate_name("release", source_release)
     s = open_store(store, endpoint_url=endpoint_url)
     s.probe()
     release = Release.open(s, source_release)
@@ -179,7 +186,9 @@ def run_refilter(store: str, source_release: str, release: str, thresholds: dict
 def refilter(source_release: str, release: str, store: str, thresholds: dict[str, float] | None = None,
              domain_thresholds: dict[str, dict[str, float]] | None = None, endpoint_url: str | None = None) -> dict:
     """New thresholds → a new release from an existing one's manifest, never re-running ASR."""
-    release = expand_release_name(release)
+    from corpus.schema import validate_name
+
+    release = validate_name("release", expand_release_name(release))
     validate_refilter(store, source_release, thresholds, domain_thresholds, endpoint_url)
     summary = run_refilter(store, source_release, release, thresholds, domain_thresholds, endpoint_url)
     info = verify(store, release, endpoint_url)

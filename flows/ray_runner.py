@@ -3,23 +3,38 @@ existing cluster with the Ray Jobs API, its logs streamed into the Prefect run.
 
 A submitted job's id is derived from the flow run id, so the flow's cancellation hook can stop
 it without any state kept between them.
+
+Ray runs a job's entrypoint with a shell, so every argument is quoted (``shlex.join``) after the
+config has been validated; nothing user-supplied is interpreted by that shell. Credentials are
+never put into the job's ``runtime_env``: the Jobs API (``GET /api/jobs/``) returns it to anyone
+who can reach the dashboard, and Ray writes it to its logs. The job gets its credentials the way
+the cluster provides them (the nodes' own environment, an instance role, a mounted secret).
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import shlex
 
 import yaml
 
 from corpus.store import open_store
 
-JOB_ENV_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION",
-                "AWS_REGION", "AWS_ENDPOINT_URL", "AWS_EC2_METADATA_DISABLED")
+# settings a job may take from the submitter; never credentials (see the module docstring)
+JOB_ENV_VARS = ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_ENDPOINT_URL", "AWS_EC2_METADATA_DISABLED")
 
 
 def submission_id(flow_run_id) -> str:
     return f"stt-corpus-build-{flow_run_id}"
+
+
+def entrypoint(config_uri: str, endpoint_url: str | None) -> str:
+    """The job's command line, every argument quoted for the shell Ray runs it with."""
+    args = ["stt-corpus", "build", "--no-progress", "--config", config_uri]
+    if endpoint_url:
+        args += ["--endpoint-url", endpoint_url]
+    return shlex.join(args)
 
 
 def run_local(config: dict) -> dict:
@@ -39,8 +54,7 @@ def run_submitted(config: dict, address: str, job_id: str, log) -> dict:
     store.put_bytes(key, yaml.safe_dump(config, sort_keys=True).encode())
     client = JobSubmissionClient(address)
     env = {k: os.environ[k] for k in JOB_ENV_VARS if k in os.environ}
-    endpoint = f" --endpoint-url {config['endpoint_url']}" if config.get("endpoint_url") else ""
-    client.submit_job(entrypoint=f"stt-corpus build --no-progress --config {store.url(key)}{endpoint}",
+    client.submit_job(entrypoint=entrypoint(store.url(key), config.get("endpoint_url")),
                       submission_id=job_id,
                       runtime_env={"env_vars": env})
     log.info("submitted Ray job %s to %s", job_id, address)

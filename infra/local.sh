@@ -48,9 +48,11 @@ start() {
   # token auth, always: the token lives in ~/.ray/auth_token and clients with RAY_AUTH_MODE=token send it
   export RAY_AUTH_MODE=token
   ray get-auth-token --generate >/dev/null
-  # its own temp dir (short: Ray's socket paths must fit 107 bytes), so `stop` stops this Ray alone
+  # its own temp dir (short: Ray's socket paths must fit 107 bytes), so `stop` stops this Ray alone;
+  # loopback only: without RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 Ray turns 127.0.0.1 into the
+  # routable address and listens everywhere
   raytmp=$(mktemp -d /tmp/stt-ray.XXXXXX); echo "$raytmp" >"$dir/ray.tmpdir"
-  ray start --head --node-ip-address 127.0.0.1 --port "$RAY_PORT" --include-dashboard true \
+  RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 ray start --head --node-ip-address 127.0.0.1 --port "$RAY_PORT" --include-dashboard true \
     --dashboard-host 127.0.0.1 --dashboard-port "$RAY_DASHBOARD_PORT" --num-cpus "$NUM_CPUS" \
     --temp-dir "$raytmp" --disable-usage-stats >"$dir/ray.log" 2>&1 || { cat "$dir/ray.log" >&2; exit 1; }
   if [ "$s3" = 1 ]; then

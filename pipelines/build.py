@@ -45,14 +45,15 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from corpus.datasheet import write_datasheet
-from corpus.release import ReleaseWriter, hours_by_domain_split
+from corpus.release import ReleaseWriter, acquire_release, hours_by_domain_split
 from corpus.schema import SAMPLE_RATE, segment_id
 from corpus.shards import encode_flac
 from corpus.splits import assign_split
 from corpus.store import Store, open_store
 from pipelines.config import BuildConfig
 from pipelines.filter import decide
-from pipelines.ingest import Ingest, decode_file, drop_exact_duplicates, drop_near_duplicates
+from pipelines.ingest import (Ingest, decode_file, drop_exact_duplicates, drop_near_duplicates,
+                              with_source_metadata)
 from pipelines.segment import pack_segments
 from pipelines.sources import list_sources
 
@@ -166,17 +167,23 @@ class BuildStats:
 
 @contextmanager
 def ray_session(config: BuildConfig):
-    """``ray.init()`` a local cluster (or join ``ray_address``); SIGTERM shuts it down cleanly."""
-    import ray
+    """``ray.init()`` a local cluster (or join ``ray_address``); SIGTERM shuts it down cleanly.
 
+    A local cluster is a new one (``address="local"``: never a cluster someone else started on this
+    machine) and listens on 127.0.0.1 only (see :func:`pipelines.ray_local.loopback_only`)."""
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report leaves the machine unless asked
+    address = config.ray_address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        from pipelines.ray_local import loopback_only
+
+        loopback_only()
+    import ray
+
     started = not ray.is_initialized()
     if started:
-        address = config.ray_address or os.environ.get("RAY_ADDRESS")
         local = {} if address else {"num_cpus": config.resources.num_cpus, "_node_ip_address": "127.0.0.1",
                                     "resources": config.resources.local_resources() or None}
-        # "local": a new cluster of this process; None would join any cluster `ray start` left on the machine
         ray.init(address=address or "local", include_dashboard=False, logging_level=logging.WARNING, **local)
     for name in ("ray.data", "ray.data._internal"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -208,7 +215,9 @@ def _needs_fingerprint(row: dict) -> bool:
 
 def _ingest(ray, files, store: Store, config: BuildConfig, stats: BuildStats, progress: bool) -> list[dict]:
     done = _done_keys(store, INGEST_DIR)
-    rows = {f.file_key: _read_part(store, f"{INGEST_DIR}/{f.file_key}.parquet")[0] for f in files if f.file_key in done}
+    # a cached row keeps what was read from the file; what the sources declare (licence…) is current
+    rows = {f.file_key: with_source_metadata(_read_part(store, f"{INGEST_DIR}/{f.file_key}.parquet")[0], f.to_dict())
+            for f in files if f.file_key in done}
     # a recording ingested before fingerprints existed is ingested again, so that it is compared too
     todo = [f.to_dict() for f in files if f.file_key not in rows or _needs_fingerprint(rows[f.file_key])]
     stats.ingested_now = len(todo)
@@ -219,9 +228,20 @@ def _ingest(ray, files, store: Store, config: BuildConfig, stats: BuildStats, pr
                     **_placement(config.resources.cpu_resources))
         with tqdm(total=len(todo), desc="ingest", unit="file", disable=not progress) as bar:
             for row in ds.iter_rows():
-                _write_part(store, f"{INGEST_DIR}/{row['file_key']}.parquet", [row])
-                rows[row["file_key"]] = _read_part(store, f"{INGEST_DIR}/{row['file_key']}.parquet")[0]
+                if row["status"] == "deferred":  # not cached: the next run reads the file again
+                    rows[row["file_key"]] = dict(row)
+                else:
+                    _write_part(store, f"{INGEST_DIR}/{row['file_key']}.parquet", [row])
+                    rows[row["file_key"]] = _read_part(store, f"{INGEST_DIR}/{row['file_key']}.parquet")[0]
                 bar.update()
+    deferred = [rows[f.file_key] for f in files if rows[f.file_key]["status"] == "deferred"]
+    if deferred:
+        log.warning("%d files could not be read and are deferred to the next run: %s", len(deferred),
+                    "; ".join(f"{r['uri']} ({r['reason']})" for r in deferred[:5]))
+        if config.ingest.on_read_error == "fail":
+            raise RuntimeError(f"{len(deferred)} files could not be read (ingest.on_read_error=fail), nothing "
+                               "committed; rerun to retry them: " + "; ".join(f"{r['uri']}: {r['detail']}"
+                                                                             for r in deferred[:10]))
     return [rows[f.file_key] for f in files]
 
 
@@ -313,7 +333,7 @@ def _manifest_rows(recordings: list[dict], labels: dict[str, list[dict]], config
     return rows
 
 
-def _shard_and_commit(ray, recordings, rows, quarantine, store, config, summary, progress) -> dict:
+def _shard_and_commit(ray, recordings, rows, quarantine, store, config, summary, progress, lease=None) -> dict:
     by_rec: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
         by_rec[row["recording_id"]].append(row)
@@ -331,7 +351,7 @@ def _shard_and_commit(ray, recordings, rows, quarantine, store, config, summary,
             pending[rid] = cut.remote(recs[rid], kept, config.endpoint_url) if kept else None
 
     writer = ReleaseWriter(store, config.release, config=config.resolved(), max_shard_bytes=config.shards.max_bytes,
-                           max_shard_samples=config.shards.max_samples)
+                           max_shard_samples=config.shards.max_samples, lease=lease)
     with writer, tqdm(total=len(order), desc="shard", unit="rec", disable=not progress) as bar:
         for i in range(min(window, len(order))):
             submit(i)
@@ -377,7 +397,8 @@ def run_build(config: BuildConfig, *, progress: bool = True) -> dict:
         log.info("ignoring %s: not an audio file extension", uri)
     if not files:
         raise ValueError(f"no audio files under the sources: {[s.uri for s in config.sources]}")
-    with ray_session(config) as ray:
+    # one writer per release: a second build of the same name fails here, before any work
+    with acquire_release(store, config.release, what="build release") as lease, ray_session(config) as ray:
         t = time.perf_counter()
         ingested = drop_exact_duplicates(_ingest(ray, files, store, config, stats, progress))
         stats.stage_seconds["ingest"] = round(time.perf_counter() - t, 3)
@@ -396,7 +417,7 @@ def run_build(config: BuildConfig, *, progress: bool = True) -> dict:
         rows = _manifest_rows(recordings, labels, config, patterns, _fixed_splits(files, config))
         summary = make_summary(files, recordings, quarantine, rows, stats)
         t = time.perf_counter()
-        info = _shard_and_commit(ray, recordings, rows, quarantine, store, config, summary, progress)
+        info = _shard_and_commit(ray, recordings, rows, quarantine, store, config, summary, progress, lease)
         stats.stage_seconds["shard+commit"] = round(time.perf_counter() - t, 3)
     t = time.perf_counter()
     datasheet = write_datasheet(store, config.release)
@@ -415,7 +436,7 @@ def make_summary(files, recordings, quarantine, rows, stats: BuildStats) -> dict
         kept = [r for r in rows if r["domain"] == d and r["decision"] == "keep"]
         per_domain[d] = {
             "files": sum(f.domain == d for f in files),
-            "quarantined": sum(q["domain"] == d for q in quarantine),
+            "quarantined": sum(q["domain"] == d and q["status"] != "deferred" for q in quarantine),
             "hours_in": round(sum(r["duration"] for r in recordings if r["domain"] == d) / 3600, 6),
             "segments": sum(r["domain"] == d for r in rows),
             "kept": len(kept),
@@ -426,7 +447,9 @@ def make_summary(files, recordings, quarantine, rows, stats: BuildStats) -> dict
         "domains": per_domain,
         "rejects_by_reason": dict(sorted(rejects.items())),
         "rejected_segments": sum(r["decision"] == "reject" for r in rows),
-        "quarantine_by_reason": dict(sorted(Counter(q["reason"] for q in quarantine).items())),
+        "quarantine_by_reason": dict(sorted(Counter(q["reason"] for q in quarantine
+                                                    if q["status"] != "deferred").items())),
+        "deferred_by_reason": dict(sorted(Counter(q["reason"] for q in quarantine if q["status"] == "deferred").items())),
         "hours_kept_by_domain_split": hours_by_domain_split([r for r in rows if r["decision"] == "keep"]),
         "files": stats.files, "ignored_files": stats.ignored_files, "ingested_now": stats.ingested_now,
         "recordings": stats.recordings, "recordings_labelled_now": stats.recordings_labelled_now,
@@ -447,6 +470,9 @@ def format_summary(summary: dict) -> str:
                                                   or "none"))
     lines.append("quarantined files by reason: " + (", ".join(f"{k} {v}" for k, v in summary["quarantine_by_reason"].items())
                                                   or "none"))
+    if summary.get("deferred_by_reason"):
+        lines.append("deferred (could not be read; the next run retries them): "
+                     + ", ".join(f"{k} {v}" for k, v in summary["deferred_by_reason"].items()))
     tp = summary["label_throughput_audio_s_per_s"]
     lines.append(f"labelled now: {summary['recordings_labelled_now']} recordings, {summary['segments_labelled_now']} segments"
                  + (f", {tp:.2f} audio-s per wall-s" if tp else " (all reused from earlier runs)"))

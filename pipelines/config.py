@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -20,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from corpus.schema import validate_name
+from corpus.store import validate_endpoint_url, validate_store_uri
 from corpus.splits import DEFAULT_FRACTIONS, check_fractions
 
 DEFAULT_MODEL = "tiny.en"
@@ -56,12 +58,25 @@ class Source(_Strict):
     def _domain(cls, value: str) -> str:
         return validate_name("domain", value)
 
+    @field_validator("uri", "language", "licence", "include")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if not value or not value.isprintable():
+            raise ValueError(f"{value!r} is empty or has control characters")
+        return value
+
 
 class IngestConfig(_Strict):
     min_seconds: float = Field(0.5, gt=0, description="shorter recordings are quarantined as too_short")
     max_seconds: float = Field(4 * 3600, gt=0, description="longer recordings are quarantined as too_long")
     max_bytes: int = Field(2 * 1024**3, gt=0, description="larger files are quarantined as too_large, unread")
     silence_dbfs: float = Field(-60.0, lt=0, description="a recording whose RMS is below this is silent")
+    read_timeout_s: float = Field(600.0, gt=0, description="wall-clock bound on reading and decoding one file; "
+                                  "a file that takes longer is deferred (reason timeout) and retried next run")
+    on_read_error: Literal["defer", "fail"] = Field(
+        "defer", description="a file that cannot be read (access denied, storage unavailable, timeout): defer: the "
+                             "release is written without it, it is listed as deferred and read again by the next "
+                             "run; fail: the build stops before writing the release (work done so far is kept)")
 
 
 class SegmentConfig(_Strict):
@@ -193,6 +208,23 @@ class BuildConfig(_Strict):
     def _release(cls, value: str) -> str:
         return validate_name("release", value)
 
+    @field_validator("store")
+    @classmethod
+    def _store(cls, value: str) -> str:
+        return validate_store_uri(value)
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint_url(cls, value: str | None) -> str | None:
+        return validate_endpoint_url(value)
+
+    @field_validator("ray_address")
+    @classmethod
+    def _ray_address(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[A-Za-z0-9.:/\[\]_-]+$", value):
+            raise ValueError(f"invalid Ray address {value!r}: host:port, auto, local, ray://host:port or http(s)://host:port")
+        return value
+
     @field_validator("splits")
     @classmethod
     def _splits(cls, value: dict[str, float]) -> dict[str, float]:
@@ -206,7 +238,7 @@ class BuildConfig(_Strict):
         # only values that differ from the defaults: a new optional field does not relabel old work
         basis = {"model": self.model.model_dump(exclude={"device", "cpu_threads"}, exclude_defaults=True),
                  "segment": self.segment.model_dump(exclude_defaults=True),
-                 "ingest": self.ingest.model_dump(exclude_defaults=True)}
+                 "ingest": self.ingest.model_dump(exclude_defaults=True, exclude={"read_timeout_s", "on_read_error"})}
         digest = hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:12]
         return f"{Path(self.model.name).name}-{digest}"
 

@@ -1,9 +1,22 @@
 """Ingest: read a raw file from its store, decode to 16 kHz mono, hash and fingerprint it, or quarantine it.
 
-Every file gives exactly one row: a recording (``status == "ok"``) or a quarantine row with a
-reason code: ``too_large`` (not read), ``empty_file``, ``not_audio``, ``no_audio_stream``,
-``decode_error``, ``too_short``, ``too_long``, ``silent``, ``read_error``. Exact duplicates are
-found later, across all files (see :func:`drop_exact_duplicates`), and near-duplicates after
+Every file gives exactly one row: a recording (``status == "ok"``), a quarantine row
+(``status == "quarantine"``) whose reason comes from the file's content or name, or a deferred
+row (``status == "deferred"``) when the file could not be read (an error of access or
+availability: permission denied, 403, 5xx past the retries, a read that timed out). A deferred
+row is never cached, so the next run reads the file again; only content quarantines.
+
+Quarantine reasons: ``too_large`` (not read), ``special_file`` (FIFO, device, socket, directory,
+broken symlink, symlink loop: never opened), ``bad_name`` (not UTF-8, control characters, too
+long: never read), ``size_mismatch`` (more or fewer bytes than listed), ``empty_file``,
+``not_audio``, ``no_audio_stream``, ``truncated``, ``decode_error``, ``non_finite_samples``,
+``too_short``, ``too_long``, ``silent``, and later ``duplicate`` and ``near_duplicate``.
+Deferred reasons: ``unreadable`` (access denied, not a regular file), ``read_error`` (storage
+unavailable), ``timeout`` (no result within ``read_timeout_s``), ``reader_crashed``.
+
+Each file is read and decoded in a child process with a wall-clock bound
+(:mod:`pipelines.bounded`), so no file can stall or crash a build. Exact duplicates are found
+later, across all files (see :func:`drop_exact_duplicates`), and near-duplicates after
 labelling, from the fingerprints and the transcripts (see :func:`drop_near_duplicates`).
 """
 from __future__ import annotations
@@ -15,27 +28,47 @@ import numpy as np
 
 from corpus.audio import AudioDecodeError, DecodedAudio, decode
 from corpus.schema import pcm_sha256
-from corpus.store import StoreError, open_store
+from corpus.store import ObjectUnreadable, StoreError, open_store
+
+
+# metadata a source declares for its files: taken from the current config, never from a cached row
+SOURCE_METADATA = ("source_uri", "key", "uri", "domain", "language", "licence")
 
 
 def read_source_bytes(file: dict, endpoint_url: str | None) -> bytes:
+    """The file's bytes, never more than its listed size + 1 (a file that grew, or a special file
+    behind a name, cannot make a worker read without end)."""
     store = open_store(file["source_uri"], endpoint_url=endpoint_url)
-    return store.get_bytes(file["key"])
+    with store.open_read(file["key"]) as reader:
+        data = reader.read(file["size"] + 1)
+    if len(data) != file["size"]:
+        more = "more" if len(data) > file["size"] else "fewer"
+        raise AudioDecodeError("size_mismatch", f"{file['uri']}: {more} bytes than the {file['size']} its listing "
+                                                "declares (changed while read, or not a plain file)")
+    return data
 
 
 def rms_dbfs(pcm: np.ndarray) -> float:
     if pcm.size == 0:
         return float("-inf")
-    rms = float(np.sqrt(np.mean(np.square(pcm, dtype=np.float64))))
+    step = 1 << 20  # in blocks: a float64 copy of a 4-hour recording would be 1.8 GB
+    total = sum(float(np.dot(block, block)) for block in
+                (pcm[i:i + step].astype(np.float64) for i in range(0, pcm.size, step)))
+    rms = float(np.sqrt(total / pcm.size))
     return 20 * np.log10(rms) if rms > 0 else float("-inf")
 
 
-def decode_file(file: dict, endpoint_url: str | None) -> DecodedAudio:
+def decode_file(file: dict, endpoint_url: str | None, max_seconds: float | None = None) -> DecodedAudio:
     """The file's audio (raises AudioDecodeError / StoreError): the one way stages read sources."""
     data = read_source_bytes(file, endpoint_url)
     if not data:
         raise AudioDecodeError("empty_file", f"{file['uri']}: zero bytes")
-    return decode(io.BytesIO(data), name=file["uri"])
+    return decode(io.BytesIO(data), name=file["uri"], max_seconds=max_seconds)
+
+
+def with_source_metadata(row: dict, file: dict) -> dict:
+    """A cached ingest row with the metadata the sources declare now (licence, domain, language…)."""
+    return {**row, **{k: file[k] for k in SOURCE_METADATA if k in file}}
 
 
 @dataclass
@@ -46,18 +79,37 @@ class Ingest:
     max_seconds: float
     max_bytes: int
     silence_dbfs: float
+    read_timeout_s: float = 600.0
+    on_read_error: str = "defer"  # what the build does with deferred rows (see BuildConfig.ingest)
     endpoint_url: str | None = None
 
     def __call__(self, file: dict) -> dict:
         base = {k: file[k] for k in ("file_key", "source_uri", "key", "uri", "domain", "language", "licence", "size")}
+        if file.get("problem"):
+            return self._quarantine(base, file["problem"], f"{file['uri']}: {file.get('detail')}")
         if file["size"] > self.max_bytes:
             return self._quarantine(base, "too_large", f"{file['size']} bytes > max_bytes {self.max_bytes}")
+        from pipelines.bounded import WorkCrashed, WorkTimeout, call_bounded
+
         try:
-            audio = decode_file(file, self.endpoint_url)
+            return call_bounded(self.read, file, base, timeout=self.read_timeout_s, what=f"reading {file['uri']}")
+        except WorkTimeout as err:
+            return self._quarantine(base, "timeout", str(err), status="deferred")
+        except WorkCrashed as err:
+            return self._quarantine(base, "reader_crashed", str(err), status="deferred")
+
+    def read(self, file: dict, base: dict) -> dict:
+        """Read, decode, measure and fingerprint one file (runs in the bounded child process)."""
+        from botocore.exceptions import BotoCoreError
+
+        try:
+            audio = decode_file(file, self.endpoint_url, max_seconds=self.max_seconds)
         except AudioDecodeError as err:
             return self._quarantine(base, err.reason, str(err))
-        except StoreError as err:
-            return self._quarantine(base, "read_error", str(err))
+        except ObjectUnreadable as err:
+            return self._quarantine(base, "unreadable", str(err), status="deferred")
+        except (StoreError, OSError, BotoCoreError) as err:
+            return self._quarantine(base, "read_error", f"{file['uri']}: {err}", status="deferred")
         duration = audio.duration
         if duration < self.min_seconds:
             return self._quarantine(base, "too_short", f"{duration:.3f} s < {self.min_seconds} s")
@@ -75,8 +127,8 @@ class Ingest:
                 "fingerprint": fingerprint(audio.pcm).to_bytes()}
 
     @staticmethod
-    def _quarantine(base: dict, reason: str, detail: str) -> dict:
-        return {**base, "status": "quarantine", "reason": reason, "detail": detail, "recording_id": None,
+    def _quarantine(base: dict, reason: str, detail: str, status: str = "quarantine") -> dict:
+        return {**base, "status": status, "reason": reason, "detail": detail, "recording_id": None,
                 "pcm_sha256": None, "duration": None, "orig_sample_rate": None, "orig_channels": None,
                 "codec": None, "rms_dbfs": None, "fingerprint": None}
 

@@ -1,11 +1,18 @@
-"""Listing raw audio under each source (a local folder or an s3:// prefix)."""
+"""Listing raw audio under each source (a local folder or an s3:// prefix).
+
+Nothing listed is lost: an entry with an audio extension that cannot be read as a file (a
+FIFO, a device, a socket, a directory named ``x.wav``, a broken symlink or a symlink loop) or
+whose name cannot be an object key (not UTF-8, a control character such as a trailing newline,
+over 1024 bytes) is still listed, with ``problem`` set; ingest turns it into a quarantine row
+without ever opening it.
+"""
 from __future__ import annotations
 
 import fnmatch
 import hashlib
 from dataclasses import asdict, dataclass
 
-from corpus.store import open_store
+from corpus.store import key_problem, open_store, printable_name
 
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".webm",
                               ".wma", ".aif", ".aiff", ".mp4"})
@@ -23,6 +30,8 @@ class SourceFile:
     domain: str
     language: str
     licence: str
+    problem: str | None = None   # "special_file" / "bad_name": quarantined without being read
+    detail: str | None = None
 
     @property
     def file_key(self) -> str:
@@ -37,20 +46,30 @@ def list_sources(sources, *, endpoint_url: str | None = None) -> tuple[list[Sour
     files, ignored = [], []
     for source in sources:
         store = open_store(source.uri, endpoint_url=endpoint_url)
-        infos = store.list_info()
+        infos = store.list_info(special=True)
         if not infos and not _source_exists(store):
             raise FileNotFoundError(f"source {source.uri} (domain {source.domain}) does not exist or is unreadable")
         include = getattr(source, "include", "*")
         for info in infos:
             if not fnmatch.fnmatchcase(info.key, include):
                 continue
-            ext = "." + info.key.rsplit(".", 1)[-1].lower() if "." in info.key.rsplit("/", 1)[-1] else ""
+            stem = info.key.rstrip()  # "x.wav\n" is an audio file with a bad name, not a non-audio file
+            ext = "." + stem.rsplit(".", 1)[-1].lower() if "." in stem.rsplit("/", 1)[-1] else ""
+            name_problem = key_problem(info.key)
+            key = _escaped(info.key) if name_problem else info.key
+            uri = f"{store.uri.rstrip('/')}/{key}"
             if ext not in AUDIO_EXTENSIONS:
-                ignored.append(store.url(info.key))
+                if info.kind == "file":
+                    ignored.append(uri)
                 continue
-            files.append(SourceFile(source_uri=store.uri, key=info.key, uri=store.url(info.key), size=info.size,
-                                    version=info.version, domain=source.domain, language=source.language,
-                                    licence=source.licence))
+            problem = detail = None
+            if name_problem:
+                problem, detail = "bad_name", f"{name_problem}: refused, never read or written"
+            elif info.kind != "file":
+                problem, detail = "special_file", f"not a regular file: {info.kind.replace('_', ' ')}"
+            files.append(SourceFile(source_uri=store.uri, key=key, uri=uri, size=info.size, version=info.version,
+                                    domain=source.domain, language=source.language, licence=source.licence,
+                                    problem=problem, detail=detail))
     return sorted(files, key=lambda f: f.uri), sorted(ignored)
 
 
@@ -65,3 +84,8 @@ def _source_exists(store) -> bool:
         return True
     except (BotoCoreError, ClientError) as err:
         raise FileNotFoundError(f"source {store.uri} is unreachable: {err}") from err
+
+
+def _escaped(key: str) -> str:
+    """A bad name as printable UTF-8: undecodable bytes as \\xNN, control characters escaped."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in printable_name(key))

@@ -52,6 +52,9 @@ class StreamError(RuntimeError):
     """The stream cannot go on (no readable or acceptable sample left); the message says why."""
 
 
+FETCH_RETRIES = 2  # downloads of a shard that fails its checksum, before it is skipped as corrupt
+
+
 def unit_hash(*parts) -> float:
     """A uniform number in [0, 1) that is a pure function of ``parts``."""
     digest = hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest()
@@ -170,9 +173,18 @@ class ShardReader:
             self._pending[row["url"]] = self._pool.submit(self._download, row)
 
     def fetch(self, row: dict):
-        """The shard's ``(key, members)`` iterator, or None when it was skipped as corrupt."""
+        """The shard's ``(key, members)`` iterator, or None when it was skipped as corrupt.
+
+        A download whose sha256 differs from the index is fetched again (twice at most): bytes
+        corrupted in transit are never decoded; only a shard corrupt in the store is skipped."""
         future = self._pending.pop(row["url"], None)
         spool, digest = future.result() if future is not None else self._download(row)
+        for _ in range(FETCH_RETRIES):
+            if spool is None or digest == row["sha256"]:
+                break
+            spool.close()
+            log.warning("shard %s failed its checksum; fetching it again", self.store.url(row["url"]))
+            spool, digest = self._download(row)
         if spool is None:
             return self._skip(row, f"is missing ({digest})")
         if digest != row["sha256"]:

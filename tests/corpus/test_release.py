@@ -5,6 +5,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 
 import boto3
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 import soundfile as sf
 import webdataset as wds
 
-from corpus.release import Release, ReleaseError, ReleaseWriter, verify_release
+from corpus.release import Release, ReleaseError, ReleaseWriter, acquire_release, verify_release
 from corpus.schema import recording_id, segment_id
 from corpus.store import S3Store
 
@@ -157,13 +158,33 @@ def test_committed_release_is_never_overwritten(store):
 
 
 def test_leftovers_of_an_interrupted_write_are_replaced(store):
-    writer = ReleaseWriter(store, "v1", config={}, max_shard_samples=1)
+    lease = acquire_release(store, "v1", ttl=1.0)
+    writer = ReleaseWriter(store, "v1", config={}, max_shard_samples=1, lease=lease)
     for row, pcm in _segments()[:4]:
         writer.add(row, pcm=pcm if row["decision"] == "keep" else None)
-    # the writer dies here: finished shards are in the store, RELEASE.json is not
+    # the writer dies here: finished shards are in the store, RELEASE.json is not, and its lease
+    # is no longer renewed (a dead process renews nothing) and runs out
+    lease._stop.set()
+    time.sleep(1.1)
     assert store.list("releases/v1") and not store.exists("releases/v1/RELEASE.json")
     _write_release(store, "v1")
     assert verify_release(store, "v1") == []
+
+
+def test_a_second_writer_is_refused_while_the_first_is_alive(store):
+    first = ReleaseWriter(store, "v1", config={}, max_shard_samples=1)
+    for row, pcm in _segments()[:4]:
+        first.add(row, pcm=pcm if row["decision"] == "keep" else None)
+    objects = store.list("releases/v1")
+    with pytest.raises(ReleaseError, match="being written by writer"):
+        ReleaseWriter(store, "v1", config={})
+    assert store.list("releases/v1") == objects, "the refused writer must not touch the live one's objects"
+    for row, pcm in _segments()[4:]:
+        first.add(row, pcm=pcm if row["decision"] == "keep" else None)
+    first.commit()
+    assert verify_release(store, "v1") == [] and not store.list("work/leases")
+    with pytest.raises(ReleaseError, match="already exists"):
+        ReleaseWriter(store, "v1", config={})
 
 
 def test_bad_rows_are_refused(store):
