@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import shlex
+import time
 
 import yaml
 
@@ -54,9 +55,8 @@ def run_submitted(config: dict, address: str, job_id: str, log) -> dict:
     store.put_bytes(key, yaml.safe_dump(config, sort_keys=True).encode())
     client = JobSubmissionClient(address)
     env = {k: os.environ[k] for k in JOB_ENV_VARS if k in os.environ}
-    client.submit_job(entrypoint=entrypoint(store.url(key), config.get("endpoint_url")),
-                      submission_id=job_id,
-                      runtime_env={"env_vars": env})
+    _submit(client, entrypoint=entrypoint(store.url(key), config.get("endpoint_url")), submission_id=job_id,
+            runtime_env={"env_vars": env})
     log.info("submitted Ray job %s to %s", job_id, address)
 
     async def tail():
@@ -72,6 +72,24 @@ def run_submitted(config: dict, address: str, job_id: str, log) -> dict:
     summary = json.loads(store.get_bytes(f"releases/{config['release']}/build_summary.json"))
     summary["ray_job_id"] = job_id
     return summary
+
+
+NO_AGENT = "No available agent to submit job"
+
+
+def _submit(client, *, seconds: float = 120.0, **job) -> None:
+    """``submit_job``, retried while the cluster answers that no job agent is up yet (a head that
+    has just started, or a loaded one, says so for a while); any other refusal is raised at once.
+    The same submission id makes a retry safe: a job that did start is refused as a duplicate."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            client.submit_job(**job)
+            return
+        except RuntimeError as err:
+            if NO_AGENT not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(2)
 
 
 def stop_submitted(address: str, job_id: str) -> bool:
