@@ -48,12 +48,12 @@ def run_local(config: dict) -> dict:
 def run_submitted(config: dict, address: str, job_id: str, log) -> dict:
     """Submit ``stt-corpus build`` to the cluster at ``address`` (its dashboard URL), stream its
     logs to ``log``, and return the build summary saved in the release."""
-    from ray.job_submission import JobStatus, JobSubmissionClient
+    from ray.job_submission import JobStatus
 
     store = open_store(config["store"], endpoint_url=config.get("endpoint_url"))
     key = f"work/jobs/{config['release']}.yaml"
     store.put_bytes(key, yaml.safe_dump(config, sort_keys=True).encode())
-    client = JobSubmissionClient(address)
+    client = jobs_client(address)
     env = {k: os.environ[k] for k in JOB_ENV_VARS if k in os.environ}
     _submit(client, entrypoint=entrypoint(store.url(key), config.get("endpoint_url")), submission_id=job_id,
             runtime_env={"env_vars": env})
@@ -77,6 +77,26 @@ def run_submitted(config: dict, address: str, job_id: str, log) -> dict:
 NO_AGENT = "No available agent to submit job"
 
 
+def jobs_client(address: str):
+    """A Ray Jobs API client for exactly ``address`` (a dashboard URL).
+
+    Ray lets ``RAY_API_SERVER_ADDRESS`` and then ``RAY_ADDRESS`` in the environment override the
+    address a client is given; with ``RAY_ADDRESS`` set for local builds (infra/local.sh writes
+    it), a flow would then ask the GCS of whatever cluster that names, or the newest one on the
+    machine, instead of the cluster it was pointed at. The address given wins."""
+    from ray.job_submission import JobSubmissionClient
+
+    saved = os.environ.get("RAY_API_SERVER_ADDRESS")
+    os.environ["RAY_API_SERVER_ADDRESS"] = address
+    try:
+        return JobSubmissionClient(address)
+    finally:
+        if saved is None:
+            del os.environ["RAY_API_SERVER_ADDRESS"]
+        else:
+            os.environ["RAY_API_SERVER_ADDRESS"] = saved
+
+
 def _submit(client, *, seconds: float = 120.0, **job) -> None:
     """``submit_job``, retried while the cluster answers that no job agent is up yet (a head that
     has just started, or a loaded one, says so for a while); any other refusal is raised at once.
@@ -93,6 +113,4 @@ def _submit(client, *, seconds: float = 120.0, **job) -> None:
 
 
 def stop_submitted(address: str, job_id: str) -> bool:
-    from ray.job_submission import JobSubmissionClient
-
-    return JobSubmissionClient(address).stop_job(job_id)
+    return jobs_client(address).stop_job(job_id)

@@ -170,8 +170,8 @@ def test_cancelling_the_flow_run_stops_the_ray_job(served, tmp_path):
 
     def job_status(job: str) -> str | None:
         """The Ray job's status, asked with the stack's environment (token auth on)."""
-        code = ("import sys\nfrom ray.job_submission import JobSubmissionClient\n"
-                "try:\n    print(JobSubmissionClient(sys.argv[1]).get_job_status(sys.argv[2]).value)\n"
+        code = ("import sys\nfrom flows.ray_runner import jobs_client\n"
+                "try:\n    print(jobs_client(sys.argv[1]).get_job_status(sys.argv[2]).value)\n"
                 "except RuntimeError:\n    print('NONE')")
         out = subprocess.run([sys.executable, "-c", code, env["RAY_DASHBOARD_URL"], job], env=env,
                              capture_output=True, text=True, timeout=60).stdout.strip().splitlines()
