@@ -32,6 +32,10 @@ answers() {  # any HTTP answer (a 401 from Ray's token auth included) means the 
   [ "$(curl -s -o /dev/null -w '%{http_code}' "$1" 2>/dev/null)" != "000" ]
 }
 
+free_port() {  # Ray's agents default to fixed ports (52365 ...): another Ray on the machine may hold them
+  python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
 wait_http() {  # url, what, seconds
   for _ in $(seq 1 "$3"); do answers "$1" && return 0; sleep 1; done
   echo "$2 did not come up at $1 (logs in $dir)" >&2; return 1
@@ -54,7 +58,10 @@ start() {
   raytmp=$(mktemp -d /tmp/stt-ray.XXXXXX); echo "$raytmp" >"$dir/ray.tmpdir"
   RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 ray start --head --node-ip-address 127.0.0.1 --port "$RAY_PORT" --include-dashboard true \
     --dashboard-host 127.0.0.1 --dashboard-port "$RAY_DASHBOARD_PORT" --num-cpus "$NUM_CPUS" \
-    --temp-dir "$raytmp" --disable-usage-stats >"$dir/ray.log" 2>&1 || { cat "$dir/ray.log" >&2; exit 1; }
+    --temp-dir "$raytmp" --disable-usage-stats \
+    --dashboard-agent-listen-port "$(free_port)" --dashboard-agent-grpc-port "$(free_port)" \
+    --metrics-export-port "$(free_port)" --runtime-env-agent-port "$(free_port)" \
+    --ray-client-server-port "$(free_port)" >"$dir/ray.log" 2>&1 || { cat "$dir/ray.log" >&2; exit 1; }
   if [ "$s3" = 1 ]; then
     echo "S3 endpoint (moto) on http://127.0.0.1:$S3_PORT ..."
     setsid nohup moto_server -H 127.0.0.1 -p "$S3_PORT" >"$dir/s3.log" 2>&1 &
