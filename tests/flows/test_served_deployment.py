@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import boto3
@@ -163,9 +164,10 @@ def test_cancelling_the_flow_run_stops_the_ray_job(served, tmp_path):
     generate(raw, minutes=12, seed=11)
     audio = sorted(f for f in raw.iterdir() if f.name != "truth.jsonl")
     for f in audio:
-        s3.upload_file(str(f), "corpus", f"raw-cancel/{f.name}")
-    store = open_store("s3://corpus/stt-cancel", endpoint_url=endpoint)
-    parameters = {"release": "cancelled-v1", "store": "s3://corpus/stt-cancel",
+        s3.upload_file(str(f), "corpus", f"raw-cancel/{f.name}")  # the same bytes again when repeated
+    fresh = f"stt-cancel-{uuid.uuid4().hex[:8]}"  # a store of its own, even when the test is repeated
+    store = open_store(f"s3://corpus/{fresh}", endpoint_url=endpoint)
+    parameters = {"release": "cancelled-v1", "store": f"s3://corpus/{fresh}",
                   "sources": [{"uri": "s3://corpus/raw-cancel", "include": f"{d}-*", "domain": d} for d in DOMAINS]}
 
     def job_status(job: str) -> str | None:
