@@ -36,7 +36,7 @@ import re
 import signal
 import time
 from collections import Counter, defaultdict
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -174,34 +174,35 @@ def ray_session(config: BuildConfig):
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report leaves the machine unless asked
     address = config.ray_address or os.environ.get("RAY_ADDRESS")
-    if not address:
-        from pipelines.ray_local import loopback_only
+    with ExitStack() as scope:
+        if not address:
+            from pipelines.ray_local import loopback_only
 
-        loopback_only()
-    import ray
+            scope.enter_context(loopback_only())
+        import ray
 
-    started = not ray.is_initialized()
-    if started:
-        local = {} if address else {"num_cpus": config.resources.num_cpus, "_node_ip_address": "127.0.0.1",
-                                    "resources": config.resources.local_resources() or None}
-        ray.init(address=address or "local", include_dashboard=False, logging_level=logging.WARNING, **local)
-    for name in ("ray.data", "ray.data._internal"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
-    ctx.verbose_progress = False
-    previous = signal.getsignal(signal.SIGTERM)
-
-    def _terminate(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
-        yield ray
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        started = not ray.is_initialized()
         if started:
-            ray.shutdown()
+            local = {} if address else {"num_cpus": config.resources.num_cpus, "_node_ip_address": "127.0.0.1",
+                                        "resources": config.resources.local_resources() or None}
+            ray.init(address=address or "local", include_dashboard=False, logging_level=logging.WARNING, **local)
+        for name in ("ray.data", "ray.data._internal"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        ctx.verbose_progress = False
+        previous = signal.getsignal(signal.SIGTERM)
+
+        def _terminate(signum, frame):
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        signal.signal(signal.SIGTERM, _terminate)
+        try:
+            yield ray
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            if started:
+                ray.shutdown()
 
 
 def _placement(resources: dict[str, float]) -> dict:

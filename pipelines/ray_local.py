@@ -11,16 +11,33 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
-def loopback_only() -> None:
-    """Make the next local ``ray.init()`` (and the processes it starts) bind to 127.0.0.1 only."""
-    os.environ[LOOPBACK_ENV] = "0"
+@contextmanager
+def loopback_only():
+    """Within this block, a local ``ray.init()`` (and the processes it starts) binds to 127.0.0.1 only.
+
+    Both settings are restored on exit, so nothing started later by this process (a worker node
+    of a real cluster, a subprocess) inherits single-machine mode. Keep the Ray session inside
+    the block: the driver's copy of the flag is read again while it runs."""
+    previous_env = os.environ.get(LOOPBACK_ENV)
     constants = sys.modules.get("ray._private.ray_constants")
-    if constants is not None:  # ray already imported: its copy of the flag was read at import time
-        constants.ENABLE_RAY_CLUSTER = False
+    if constants is None:
+        import ray._private.ray_constants as constants  # read at import: set it after
+    previous_flag = constants.ENABLE_RAY_CLUSTER
+    os.environ[LOOPBACK_ENV] = "0"
+    constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        constants.ENABLE_RAY_CLUSTER = previous_flag
+        if previous_env is None:
+            os.environ.pop(LOOPBACK_ENV, None)
+        else:
+            os.environ[LOOPBACK_ENV] = previous_env
 
 
 def listening_addresses(pids) -> list[tuple[int, str, int]]:

@@ -134,9 +134,8 @@ class LocalRayCluster:
         token = self.root / "token"
         token.write_text(secrets.token_hex(32))
         token.chmod(0o600)
-        # cluster mode on for the nodes, whatever this process set before: a local build's
-        # loopback_only() leaves RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 in os.environ, and a worker
-        # node started with it refuses to join ("Multi-node Ray clusters are not supported")
+        # cluster mode on for the nodes, whatever the environment says: a worker node started with
+        # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 refuses to join ("Multi-node Ray clusters are not supported")
         self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token),
                     "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"}
         self.env.pop("RAY_AUTH_TOKEN", None)

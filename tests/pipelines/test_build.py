@@ -41,10 +41,10 @@ def ray_cluster():
 
     from pipelines.ray_local import loopback_only
 
-    loopback_only()  # a new cluster (never one someone else started here), on 127.0.0.1 only
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
-    yield
-    ray.shutdown()
+    with loopback_only():  # a new cluster (never one someone else started here), on 127.0.0.1 only
+        ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
+        yield
+        ray.shutdown()
 
 
 @pytest.fixture(scope="module")

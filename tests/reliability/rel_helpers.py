@@ -53,11 +53,11 @@ def local_ray():
 
     if ray.is_initialized():
         ray.shutdown()
-    loopback_only()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-             logging_level="WARNING")
-    yield ray
-    ray.shutdown()
+    with loopback_only():
+        ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+                 logging_level="WARNING")
+        yield ray
+        ray.shutdown()
 
 
 class RayHead:

@@ -48,8 +48,11 @@ def test_local_build_ray_listens_on_loopback_only(tmp_path):
     from pipelines.build import ray_session
     from pipelines.ray_local import listening_addresses
 
+    from ray._private import ray_constants
+
     if ray.is_initialized():
         ray.shutdown()
+    before = (os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"), ray_constants.ENABLE_RAY_CLUSTER)
     config = load_config(None, release="r", store=str(tmp_path), resources={"num_cpus": 1},
                          sources=[{"uri": str(tmp_path), "domain": "phone"}])
     with ray_session(config) as r:
@@ -60,6 +63,8 @@ def test_local_build_ray_listens_on_loopback_only(tmp_path):
     assert listening, "no listening socket found: the check would prove nothing"
     wide = [(pid, ip, port) for pid, ip, port in listening if ip not in ("127.0.0.1", "::1", "::ffff:127.0.0.1")]
     assert not wide, f"Ray listens beyond loopback: {wide}"
+    # single-machine mode ends with the session: a cluster node started later by this process joins
+    assert (os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"), ray_constants.ENABLE_RAY_CLUSTER) == before
 
 
 def test_verbose_cli_logs_no_credentials(s3_endpoint, fake_credentials, tmp_path):
