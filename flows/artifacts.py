@@ -1,28 +1,30 @@
-"""What a finished build or re-filter shows in Prefect: a datasheet table and a link to the release."""
+"""What a finished build, re-filter or training run shows in Prefect.
+
+No renderer of its own: the artifact is the document the pipeline already wrote beside the data
+(a release's ``datasheet.md``, a run's ``report.md``), with its relative image links turned into
+the store's URLs, so Prefect, the store and the CLI show the same page.
+"""
 from __future__ import annotations
 
+import re
 
-def datasheet_markdown(release: str, store_uri: str, hours: dict[str, dict[str, float]], counts: dict,
-                       rejects: dict[str, int], quarantine: dict[str, int] | None = None,
-                       domains: list[str] | None = None) -> str:
-    """Markdown datasheet; every domain in ``domains`` gets a row, even with nothing kept."""
-    splits = ("train", "validation", "test")
-    lines = [f"# Release `{release}`", "", f"Store: `{store_uri}`", "",
-             f"{counts.get('kept', 0)} kept of {counts.get('segments', 0)} segments, "
-             f"{counts.get('shards', 0)} shards, {counts.get('recordings', 0)} recordings.", "",
-             "## Hours kept per domain and split", "",
-             "| domain | " + " | ".join(splits) + " | total |", "|---|" + "---:|" * (len(splits) + 1)]
-    for domain in sorted(set(hours) | set(domains or ())):
-        cells = [hours.get(domain, {}).get(s, 0.0) for s in splits]
-        lines.append(f"| {domain} | " + " | ".join(f"{c:.3f}" for c in cells) + f" | {sum(cells):.3f} |")
-    lines += ["", "## Rejected segments by reason", "", "| reason | segments |", "|---|---:|"]
-    lines += [f"| {reason} | {n} |" for reason, n in sorted(rejects.items())] or ["| (none) | 0 |"]
-    if quarantine is not None:
-        lines += ["", "## Quarantined files by reason", "", "| reason | files |", "|---|---:|"]
-        lines += [f"| {reason} | {n} |" for reason, n in sorted(quarantine.items())] or ["| (none) | 0 |"]
-    return "\n".join(lines) + "\n"
+from corpus.store import Store
+
+_RELATIVE_IMAGE = re.compile(r"(!\[[^\]]*\]\()(?![a-z][a-z0-9+.-]*://|/)([^)\s]+)\)")
 
 
 def artifact_key(release: str) -> str:
     """Prefect artifact keys: lowercase letters, digits and dashes."""
     return "release-" + "".join(c if c.isalnum() else "-" for c in release.lower())
+
+
+def document_markdown(store: Store, key: str) -> str:
+    """The markdown document at ``key`` with image links made absolute (``store.url`` of each)."""
+    folder = key.rsplit("/", 1)[0] + "/" if "/" in key else ""
+    text = store.get_bytes(key).decode("utf-8")
+    return _RELATIVE_IMAGE.sub(lambda m: f"{m.group(1)}{store.url(folder + m.group(2))})", text)
+
+
+def release_datasheet(store: Store, release: str) -> str:
+    """The datasheet a build or re-filter wrote into its release (``corpus.datasheet``)."""
+    return document_markdown(store, f"releases/{release}/datasheet.md")

@@ -2,30 +2,20 @@
 from __future__ import annotations
 
 import datetime as dt
-import io
-import json
 from typing import Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.runtime import flow_run as current_flow_run
-from pydantic import BaseModel, ConfigDict
 
 from corpus.release import Release, ReleaseError, verify_release
 from corpus.store import StoreError, open_store
 from flows import ray_runner
-from flows.artifacts import artifact_key, datasheet_markdown
+from flows.artifacts import artifact_key, release_datasheet
+from pipelines.config import Source
 
-
-class SourceSpec(BaseModel):
-    """A source of raw audio, as in the build config."""
-
-    model_config = ConfigDict(extra="forbid")
-    uri: str
-    domain: str
-    language: str = "en"
-    licence: str = "unknown"
-    include: str = "*"
+# a flow's sources are the build config's own model (one definition of a source)
+SourceSpec = Source
 
 
 def expand_release_name(name: str, now: dt.datetime | None = None) -> str:
@@ -59,34 +49,13 @@ def resolve_build_config(config: str | None, release: str, store: str | None, so
 def new_audio_since_last_release(config: dict) -> list[str]:
     """URIs of audio files listed now that the newest release from this store has not seen."""
     from pipelines.config import BuildConfig
-    from pipelines.sources import list_sources
+    from pipelines.sources import list_sources, seen_by_latest_release
 
     resolved = BuildConfig.model_validate(config)
     store = open_store(resolved.store, endpoint_url=resolved.endpoint_url)
     files, _ = list_sources(resolved.sources, endpoint_url=resolved.endpoint_url)
-    seen = _file_keys_of_latest_release(store)
+    seen = seen_by_latest_release(store)
     return [f.uri for f in files if f.file_key not in seen]
-
-
-def _file_keys_of_latest_release(store) -> set[str]:
-    import pyarrow.parquet as pq
-
-    latest, created = None, ""
-    for key in store.list("releases"):
-        if key.endswith("/RELEASE.json"):
-            info = json.loads(store.get_bytes(key))
-            if info.get("created", "") >= created and store.exists(key.replace("RELEASE.json", "recordings.parquet")):
-                latest, created = key.rsplit("/", 1)[0], info.get("created", "")
-    if latest is None:
-        return set()
-    keys = set()
-    for name in ("recordings.parquet", "quarantine.parquet"):
-        table = pq.read_table(io.BytesIO(store.get_bytes(f"{latest}/{name}")))
-        if "file_key" in table.column_names:
-            # a deferred file (could not be read) is not seen yet: it counts as new audio
-            statuses = table.column("status").to_pylist() if "status" in table.column_names else [None] * len(table)
-            keys.update(k for k, s in zip(table.column("file_key").to_pylist(), statuses) if s != "deferred")
-    return keys
 
 
 @task
@@ -110,13 +79,13 @@ def verify(store_uri: str, release: str, endpoint_url: str | None) -> dict:
 
 
 @task
-def publish_datasheet(release: str, store_uri: str, endpoint_url: str | None, info: dict, rejects: dict,
-                      quarantine: dict | None, domains: list[str]) -> str:
-    markdown = datasheet_markdown(release, store_uri, info["hours"]["kept_by_domain_split"], info["counts"],
-                                  rejects, quarantine, domains)
+def publish_datasheet(release: str, store_uri: str, endpoint_url: str | None) -> str:
+    """The release's own datasheet as a markdown artifact, and a link to its commit record."""
+    store = open_store(store_uri, endpoint_url=endpoint_url)
     key = artifact_key(release)
-    create_markdown_artifact(markdown=markdown, key=key, description=f"datasheet of release {release}")
-    url = open_store(store_uri, endpoint_url=endpoint_url).url(f"releases/{release}/RELEASE.json")
+    create_markdown_artifact(markdown=release_datasheet(store, release), key=key,
+                             description=f"datasheet of release {release}")
+    url = store.url(f"releases/{release}/RELEASE.json")
     create_link_artifact(link=url, link_text=f"release {release}", key=f"{key}-link",
                          description="the release's commit record")
     return url
@@ -147,8 +116,7 @@ def build_corpus(release: str = "build-{now}", config: str | None = None, store:
         get_run_logger().info("%d new audio files, e.g. %s", len(new), new[0])
     summary = run_build_job(resolved, ray, ray_address)
     info = verify(resolved["store"], resolved["release"], resolved.get("endpoint_url"))
-    url = publish_datasheet(resolved["release"], resolved["store"], resolved.get("endpoint_url"), info,
-                            summary["rejects_by_reason"], summary["quarantine_by_reason"], sorted(summary["domains"]))
+    url = publish_datasheet(resolved["release"], resolved["store"], resolved.get("endpoint_url"))
     return {"skipped": False, "release": resolved["release"], "store": resolved["store"], "url": url,
             "counts": info["counts"], "segments_labelled_now": summary["segments_labelled_now"]}
 
@@ -192,7 +160,7 @@ def refilter(source_release: str, release: str, store: str, thresholds: dict[str
     validate_refilter(store, source_release, thresholds, domain_thresholds, endpoint_url)
     summary = run_refilter(store, source_release, release, thresholds, domain_thresholds, endpoint_url)
     info = verify(store, release, endpoint_url)
-    url = publish_datasheet(release, store, endpoint_url, info, summary["rejects_by_reason"], None, summary["domains"])
+    url = publish_datasheet(release, store, endpoint_url)
     return {"release": release, "store": store, "url": url, "counts": info["counts"], "kept": summary["kept"],
             "audio_reused": summary["audio_reused"], "audio_recut": summary["audio_recut"],
             "segments_labelled_now": summary["segments_labelled_now"]}

@@ -6,7 +6,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
 from corpus.release import Release
 from corpus.store import open_store
-from flows.artifacts import artifact_key
+from flows.artifacts import artifact_key, document_markdown
 
 
 @task
@@ -34,14 +34,13 @@ def run_training(config: dict) -> dict:
 
 @task
 def publish_report(result: dict, store: str, endpoint_url: str | None) -> None:
-    rows = ["| domain | split | CER | WER |", "|---|---|---:|---:|"]
-    rows += [f"| {e.get('domain')} | {e.get('split')} | {e.get('cer', float('nan')):.3f} | {e.get('wer', float('nan')):.3f} |"
-             for e in result["final_eval"] if e.get("cer") is not None]
-    markdown = (f"# Training run `{result['run']}`\n\n{result['steps']} steps, {result['audio_hours']:.3f} h of audio, "
-                f"{result['wall_seconds']:.0f} s wall on {result['device']}.\n\n## Final evaluation\n\n"
-                + "\n".join(rows) + "\n")
+    """The run's own report (``training.report``: curves, evaluation per domain, compute) as an artifact."""
+    from training.rundir import run_store
+
+    run = run_store(open_store(store, endpoint_url=endpoint_url), result["run"])
     key = "run-" + artifact_key(result["run"]).removeprefix("release-")
-    create_markdown_artifact(markdown=markdown, key=key, description=f"training run {result['run']}")
+    create_markdown_artifact(markdown=document_markdown(run, "report.md"), key=key,
+                             description=f"training run {result['run']}")
     create_link_artifact(link=result["report_url"], link_text=f"report of run {result['run']}", key=f"{key}-report")
 
 

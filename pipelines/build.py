@@ -182,10 +182,14 @@ def ray_session(config: BuildConfig):
         import ray
 
         started = not ray.is_initialized()
-        if started:
-            local = {} if address else {"num_cpus": config.resources.num_cpus, "_node_ip_address": "127.0.0.1",
-                                        "resources": config.resources.local_resources() or None}
-            ray.init(address=address or "local", include_dashboard=False, logging_level=logging.WARNING, **local)
+        if started and address:
+            ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
+        elif started:
+            from pipelines.ray_local import init_local
+
+            init_local(ray, num_cpus=config.resources.num_cpus, _node_ip_address="127.0.0.1",
+                       resources=config.resources.local_resources() or None, include_dashboard=False,
+                       logging_level=logging.WARNING)
         for name in ("ray.data", "ray.data._internal"):
             logging.getLogger(name).setLevel(logging.WARNING)
         ctx = ray.data.DataContext.get_current()

@@ -40,6 +40,39 @@ def loopback_only():
             os.environ[LOOPBACK_ENV] = previous_env
 
 
+STARTUP_TIMEOUT = "timed out during startup"  # Ray gives a new node a fixed 30 s to register
+
+
+def init_local(ray, attempts: int = 3, **kwargs) -> None:
+    """``ray.init(address="local", **kwargs)``, tried again when the new node misses Ray's fixed
+    30 s startup window (a machine busy with other work). The processes a failed attempt started
+    (GCS, raylet, agents) are killed before the next, so nothing is left behind."""
+    import logging
+
+    import psutil
+
+    me = psutil.Process()
+    for attempt in range(1, attempts + 1):
+        before = {p.pid for p in me.children(recursive=True)}
+        try:
+            ray.init(address="local", **kwargs)
+            return
+        except Exception as err:  # Ray raises a bare Exception for this
+            if STARTUP_TIMEOUT not in str(err) or attempt == attempts:
+                raise
+            started = [p for p in me.children(recursive=True) if p.pid not in before]
+            logging.getLogger(__name__).warning(
+                "the local Ray node did not start within Ray's 30 s (attempt %d of %d; a busy machine?): "
+                "stopping its %d processes and starting again", attempt, attempts, len(started))
+            ray.shutdown()
+            for proc in started:
+                try:
+                    proc.kill()
+                except psutil.NoSuchProcess:
+                    pass
+            psutil.wait_procs(started, timeout=30)
+
+
 def listening_addresses(pids) -> list[tuple[int, str, int]]:
     """(pid, ip, port) of every TCP socket in LISTEN state owned by ``pids``."""
     import psutil

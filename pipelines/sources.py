@@ -89,3 +89,29 @@ def _source_exists(store) -> bool:
 def _escaped(key: str) -> str:
     """A bad name as printable UTF-8: undecodable bytes as \\xNN, control characters escaped."""
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in printable_name(key))
+
+
+def seen_by_latest_release(store) -> set[str]:
+    """``file_key`` of every file the newest built release in ``store`` read (labelled or quarantined).
+
+    A deferred file (it could not be read) is not seen yet: listed again, it counts as new audio."""
+    import io
+    import json
+
+    import pyarrow.parquet as pq
+
+    latest, created = None, ""
+    for key in store.list("releases"):
+        if key.endswith("/RELEASE.json"):
+            info = json.loads(store.get_bytes(key))
+            if info.get("created", "") >= created and store.exists(key.replace("RELEASE.json", "recordings.parquet")):
+                latest, created = key.rsplit("/", 1)[0], info.get("created", "")
+    if latest is None:
+        return set()
+    keys = set()
+    for name in ("recordings.parquet", "quarantine.parquet"):
+        table = pq.read_table(io.BytesIO(store.get_bytes(f"{latest}/{name}")))
+        if "file_key" in table.column_names:
+            statuses = table.column("status").to_pylist() if "status" in table.column_names else [None] * len(table)
+            keys.update(k for k, s in zip(table.column("file_key").to_pylist(), statuses) if s != "deferred")
+    return keys

@@ -9,7 +9,7 @@ import pytest
 from corpus.gen_audio import DOMAINS, generate
 from corpus.release import Release, verify_release
 from corpus.store import open_store
-from flows.artifacts import artifact_key, datasheet_markdown
+from flows.artifacts import artifact_key, document_markdown
 from flows.build_corpus import SourceSpec, build_corpus, expand_release_name, refilter
 
 pytestmark = pytest.mark.slow
@@ -55,7 +55,11 @@ def test_build_corpus_flow_completes_with_a_verified_release_and_artifacts(built
     assert verify_release(open_store(store), "v1") == []
     assert Release.open(open_store(store), "v1").config()["filter"]["min_avg_logprob"] == -0.6
     markdown = asyncio.run(_artifacts(artifact_key("v1")))
-    assert markdown and "Hours kept per domain and split" in markdown[0].data and "| phone |" in markdown[0].data
+    # the release's own datasheet, with its plots linked where the store keeps them
+    written = open_store(store).get_bytes("releases/v1/datasheet.md").decode()
+    assert markdown and "Hours per domain and split" in markdown[0].data and "| phone |" in markdown[0].data
+    plots = open_store(store).url("releases/v1/datasheet.md").removesuffix("datasheet.md") + "plots/"
+    assert "](plots/" in written and markdown[0].data == written.replace("](plots/", f"]({plots}")
     link = asyncio.run(_artifacts(artifact_key("v1") + "-link"))
     assert link and "releases/v1/RELEASE.json" in link[0].data
 
@@ -119,10 +123,11 @@ def test_bad_refilter_parameters_fail_at_validation(built, params, message):
     assert not open_store(store).exists("releases/never/RELEASE.json")
 
 
-def test_datasheet_markdown_and_names():
-    md = datasheet_markdown("v1", "s3://b/p", {"phone": {"train": 1.5, "test": 0.25}}, {"kept": 3, "segments": 5},
-                            {"low_avg_logprob": 2}, {"silent": 1})
-    assert "| phone | 1.500 | 0.000 | 0.250 | 1.750 |" in md and "| low_avg_logprob | 2 |" in md and "| silent | 1 |" in md
+def test_published_documents_link_images_in_the_store_and_names(tmp_path):
+    store = open_store(str(tmp_path))
+    store.put_bytes("releases/v1/datasheet.md", b"# v1\n![hours](plots/hours.png) ![x](https://e.org/a.png)\n")
+    md = document_markdown(store, "releases/v1/datasheet.md")
+    assert f"![hours]({store.url('releases/v1/plots/hours.png')})" in md and "![x](https://e.org/a.png)" in md
     assert artifact_key("Nightly_2026.1") == "release-nightly-2026-1"
     import datetime as dt
     assert expand_release_name("n-{now}", dt.datetime(2026, 1, 2, 3, 4, 5)) == "n-20260102-030405"
@@ -136,7 +141,10 @@ def test_train_flow_runs_the_same_training_and_publishes_its_report(built):
                    options={"eval_every": 3, "checkpoint_every": 3, "eval_splits": ["train"], "num_workers": 0})
     assert result["steps"] == 6 and result["audio_hours"] > 0
     assert open_store(store).exists("runs/flow-run/report.md")
-    assert asyncio.run(_artifacts("run-flow-run")), "the run's evaluation is published as an artifact"
+    published = asyncio.run(_artifacts("run-flow-run"))
+    assert published, "the run's report is published as an artifact"
+    assert published[0].data == document_markdown(open_store(store).at("runs/flow-run"), "report.md")
+    assert "![CER](" + open_store(store).url("runs/flow-run/cer.png") in published[0].data
 
 
 def test_train_flow_fails_at_validation_for_a_missing_release(built):

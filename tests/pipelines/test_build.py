@@ -39,10 +39,10 @@ THRESHOLDS = {"min_avg_logprob": -0.5}
 def ray_cluster():
     import ray
 
-    from pipelines.ray_local import loopback_only
+    from pipelines.ray_local import init_local, loopback_only
 
     with loopback_only():  # a new cluster (never one someone else started here), on 127.0.0.1 only
-        ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
+        init_local(ray, num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
         yield
         ray.shutdown()
 

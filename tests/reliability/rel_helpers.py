@@ -49,13 +49,12 @@ def local_ray():
     """One local Ray cluster per module, new (never someone else's) and bound to 127.0.0.1."""
     import ray
 
-    from pipelines.ray_local import loopback_only
+    from pipelines.ray_local import init_local, loopback_only
 
     if ray.is_initialized():
         ray.shutdown()
     with loopback_only():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-                 logging_level="WARNING")
+        init_local(ray, num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", logging_level="WARNING")
         yield ray
         ray.shutdown()
 

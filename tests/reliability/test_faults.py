@@ -1,8 +1,8 @@
 """Faults: a 127.0.0.1 fault proxy in front of the S3 endpoint (503 SlowDown, 500, reset
 connections, truncated bodies, 403, added latency) at 10 % of requests: a build, a re-filter and
 a training stream give the same release bytes / samples as without faults; a corrupted read is
-caught by its checksum and fetched again, never decoded. The driver is killed with SIGKILL during
-a shard upload and just before RELEASE.json: no partial release is ever visible, and the rerun
+caught by its checksum and fetched again, never decoded. The driver is killed with SIGKILL while
+labelling, during a shard upload and just before RELEASE.json: no partial release is ever visible, and the rerun
 gives the same release. Every test counts segments lost and duplicated (both must be 0)."""
 from __future__ import annotations
 
@@ -199,6 +199,28 @@ def test_driver_killed_at_a_point_then_rerun_gives_the_same_release(world, s3_en
     assert _fingerprint(store, name) == _fingerprint(store, "f0")
     lost, duplicated = _lost_and_duplicated(store, name, _baseline_ids(store))
     print(f"\ndriver killed at {point}: rerun gives the same release; segments lost {lost}, duplicated {duplicated}")
+    assert (lost, duplicated) == (0, 0)
+
+
+def test_driver_killed_while_labelling_then_rerun_gives_the_same_release(world, s3_endpoint, proxy):
+    """A fresh store, so the build ingests and labels: one recording's label part lands, the
+    second is held and the driver SIGKILLed. The rerun labels only what is missing and gives the
+    release built without a kill."""
+    fresh = f"s3://{make_bucket(s3_endpoint)}/corpus"
+    store = open_store(fresh, endpoint_url=s3_endpoint)
+    proxy.hold("PUT", "/work/labels/", after=1)
+    proc = _cli_build(_config("k-label", fresh, world["source"], proxy.url), world["tmp"])
+    _kill_when_held(proc, proxy)
+    labelled = [k for k in store.list("work/labels") if k.endswith(".parquet")]
+    assert len(labelled) == 1, f"the kill was not mid-labelling: {labelled}"
+    assert not store.exists("releases/k-label/RELEASE.json")  # no partial release is ever visible
+    run_build(load_config(None, **_config("k-label", fresh, world["source"], proxy.url)), progress=False)
+    clean = open_store(world["store_uri"], endpoint_url=s3_endpoint)
+    assert verify_release(store, "k-label") == [] and store.at("releases/k-label").list_incomplete() == []
+    assert _fingerprint(store, "k-label") == _fingerprint(clean, "f0")
+    lost, duplicated = _lost_and_duplicated(store, "k-label", _baseline_ids(clean))
+    print(f"\ndriver killed while labelling (1 of {len(FIXTURES)} recordings labelled): rerun gives the same "
+          f"release; segments lost {lost}, duplicated {duplicated}")
     assert (lost, duplicated) == (0, 0)
 
 
