@@ -89,11 +89,11 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s: %(message)s")
 
-    from corpus.gen_audio import generate
+    from reference.gen_audio import generate
     from corpus.release import Release
     from corpus.store import open_store
     from training import train
-    from training.gen_release import build_gen_release
+    from reference.releases import build_gen_release
     from training.rundir import RunDir, run_store
 
     held_out = tuple(d for d in [args.held_out] if d)

@@ -43,7 +43,7 @@ def prepare(out: Path, minutes: float, seed: int) -> None:
     import soundfile as sf
 
     from corpus.audio import decode
-    from corpus.gen_audio import generate
+    from reference.gen_audio import generate
 
     raw = out / "raw"
     rows = generate(raw, minutes=minutes, seed=seed)

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from corpus.audio import decode  # noqa: E402
-from corpus.gen_audio import DOMAINS, generate  # noqa: E402
+from reference.gen_audio import DOMAINS, generate  # noqa: E402
 
 
 def plain_loop(files: list[Path], threads: int, device: str) -> tuple[float, float]:

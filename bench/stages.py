@@ -80,7 +80,7 @@ class Timer:
 
 
 def make_audio(work: Path, minutes: float, seed: int) -> list[Path]:
-    from corpus.gen_audio import generate
+    from reference.gen_audio import generate
 
     raw = work / "raw"
     generate(raw, minutes=minutes, seed=seed)

@@ -41,9 +41,9 @@ RELEASE = "bench"
 
 
 def make_release(work: Path, minutes: float, shard_kb: int):
-    from corpus.gen_audio import generate
+    from reference.gen_audio import generate
     from corpus.store import open_store
-    from training.gen_release import build_gen_release
+    from reference.releases import build_gen_release
 
     store = open_store(work / "store")
     if not store.exists(f"releases/{RELEASE}/RELEASE.json"):

@@ -17,9 +17,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from corpus.audio import decode  # noqa: E402
-from corpus.gen_audio import generate  # noqa: E402
+from reference.gen_audio import generate  # noqa: E402
 from corpus.schema import segment_id  # noqa: E402
-from corpus.truth_release import read_truth  # noqa: E402
+from reference.releases import read_truth  # noqa: E402
 from pipelines.asr import WhisperLabeler, speech_timestamps  # noqa: E402
 from pipelines.calibrate import evaluate, match_gold  # noqa: E402
 from pipelines.config import FilterConfig, SegmentConfig  # noqa: E402

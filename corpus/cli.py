@@ -42,16 +42,6 @@ def _cmd_verify(args) -> int:
     return 0
 
 
-def _cmd_release_truth(args) -> int:
-    from corpus.store import open_store
-    from corpus.truth_release import build_truth_release
-
-    store = open_store(args.store, endpoint_url=args.endpoint_url)
-    info = build_truth_release(args.audio_dir, store, args.release, truth=args.truth, progress=True)
-    print(json.dumps({"release": info["name"], "counts": info["counts"], "hours": info["hours"]}, indent=2))
-    return 0
-
-
 def _plugin_commands():
     """``add_cli(subparsers)`` functions registered under the ``stt_corpus.commands`` entry points."""
     from importlib.metadata import entry_points
@@ -76,15 +66,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_args(verify, release_help="release name under <store>/releases/")
     verify.set_defaults(func=_cmd_verify)
 
-    truth = sub.add_parser(
-        "release-truth", help="write a release labelled by reference transcripts (no ASR)",
-        description="Cut every utterance of a truth file (JSONL: file, start, end, text, domain; what gen-audio "
-                    "writes) out of its recording and write them as a release of kept segments, with splits "
-                    "assigned by recording. A gold release for training and calibration.")
-    truth.add_argument("audio_dir", metavar="AUDIO_DIR", help="folder with the audio files the truth file names")
-    truth.add_argument("--truth", metavar="FILE", default=None, help="truth JSONL (default AUDIO_DIR/truth.jsonl)")
-    _add_store_args(truth, release_help="name of the new release (must not exist yet)")
-    truth.set_defaults(func=_cmd_release_truth)
     return parser
 
 

@@ -125,7 +125,7 @@ def _run_calibrate(args) -> int:
 
     from corpus.release import Release
     from corpus.store import open_store
-    from corpus.truth_release import read_truth
+    from reference.releases import read_truth
     from pipelines.calibrate import calibrate, format_report, save, thresholds_fragment
 
     gold = [item for path in args.gold for item in read_truth(path)]

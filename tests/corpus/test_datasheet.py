@@ -14,11 +14,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from corpus.datasheet import add_cli, render_datasheet, write_datasheet
-from corpus.gen_audio import generate
+from reference.gen_audio import generate
 from corpus.release import Release, ReleaseWriter, verify_release
 from corpus.schema import QUARANTINE, RECORDINGS, recording_id, segment_id
 from corpus.store import S3Store
-from corpus.truth_release import build_truth_release
+from reference.releases import build_truth_release
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from corpus.gen_audio import DOMAINS, generate
+from reference.gen_audio import DOMAINS, generate
 from corpus.release import Release, verify_release
 from corpus.store import open_store
 from flows.artifacts import artifact_key, document_markdown

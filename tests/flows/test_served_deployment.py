@@ -19,7 +19,7 @@ import boto3
 import pytest
 import yaml
 
-from corpus.gen_audio import DOMAINS, generate
+from reference.gen_audio import DOMAINS, generate
 from corpus.release import verify_release
 from corpus.store import open_store
 

@@ -19,11 +19,11 @@ import yaml
 
 from bad_audio import EXPECTED, make_bad_audio_folder
 from conftest import make_bucket
-from corpus.gen_audio import generate
+from reference.gen_audio import generate
 from corpus.release import Release, verify_release
 from corpus.store import open_store
 from corpus.text import word_error_rate
-from corpus.truth_release import read_truth
+from reference.releases import read_truth
 from pipelines.build import run_build
 from pipelines.calibrate import FIELD_DEFAULTS, calibrate, format_report, save, thresholds_fragment
 from pipelines.filter import decide

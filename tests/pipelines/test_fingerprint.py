@@ -40,7 +40,7 @@ def ffmpeg(src: Path, dst: Path, *args: str) -> Path:
 @pytest.fixture(scope="module")
 def audio(fixtures_dir, tmp_path_factory):
     """name → (path, DecodedAudio) for the originals, the planted copies and gen-audio of two seeds."""
-    from corpus.gen_audio import generate
+    from reference.gen_audio import generate
 
     tmp = tmp_path_factory.mktemp("fingerprint")
     paths = {rel: fixtures_dir / rel for rel in ORIGINALS}

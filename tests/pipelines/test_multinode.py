@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from conftest import make_bucket
-from corpus.gen_audio import generate
+from reference.gen_audio import generate
 from corpus.release import verify_release
 from corpus.store import open_store
 from ray_nodes import LocalRayCluster

@@ -23,7 +23,7 @@ import yaml
 
 from corpus.release import Release
 from corpus.store import open_store
-from training.gen_release import build_gen_release
+from reference.releases import build_gen_release
 from training.rundir import RunDir, run_store
 from training_helpers import RELEASE, TINY_MODEL, gen_audio_dir, s3_store_with_release
 

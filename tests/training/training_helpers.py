@@ -24,7 +24,7 @@ TINY_MODEL = {"d_model": 64, "num_layers": 2, "num_heads": 4, "ffn_dim": 128, "s
 
 
 def gen_audio_dir(tmp_path_factory) -> Path:
-    from corpus.gen_audio import generate
+    from reference.gen_audio import generate
 
     folder = tmp_path_factory.getbasetemp() / "training-gen-audio"
     if not (folder / ".done").exists():
@@ -36,7 +36,7 @@ def gen_audio_dir(tmp_path_factory) -> Path:
 
 def local_store_with_release(tmp_path_factory):
     """A local store holding release ``gen8`` (every split in every domain, ~200 kB shards)."""
-    from training.gen_release import build_gen_release
+    from reference.releases import build_gen_release
 
     root = tmp_path_factory.getbasetemp() / "training-store"
     store = open_store(root)

@@ -445,7 +445,7 @@ def _file_rng(seed: int, domain: str, index: int) -> random.Random:
     # str seeds are hashed with SHA-512 by random.Random: stable across runs
     # and independent of PYTHONHASHSEED; per (domain, file) so that the
     # content of one domain does not depend on which others are generated.
-    return random.Random(f"stt-corpus.gen_audio:{seed}:{domain}:{index}")
+    return random.Random(f"stt-reference.gen_audio:{seed}:{domain}:{index}")
 
 
 _VOICES_PER_FILE = {"audiobook": (1, 1), "phone": (2, 2), "street": (1, 2), "radio": (1, 3)}

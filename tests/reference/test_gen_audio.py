@@ -1,4 +1,4 @@
-"""Tests for corpus.gen_audio (needs espeak-ng and sox on PATH)."""
+"""Tests for reference.gen_audio (needs espeak-ng and sox on PATH)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from corpus import gen_audio
-from corpus.truth_release import read_truth
-from corpus.gen_audio import DOMAINS, VOICES, TruthRow, generate
+from reference import gen_audio
+from reference.releases import read_truth
+from reference.gen_audio import DOMAINS, VOICES, TruthRow, generate
 
 pytestmark = pytest.mark.skipif(
     shutil.which("espeak-ng") is None or shutil.which("sox") is None,

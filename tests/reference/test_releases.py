@@ -9,10 +9,10 @@ import sys
 import pytest
 
 from corpus.audio import decode
-from corpus.gen_audio import generate
+from reference.gen_audio import generate
 from corpus.release import Release, verify_release
 from corpus.store import S3Store
-from corpus.truth_release import build_truth_release, read_truth
+from reference.releases import build_truth_release, read_truth
 
 
 @pytest.fixture(scope="module")
