@@ -10,6 +10,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -79,8 +80,10 @@ def test_cli_commands_publish_no_credentials(source, s3_endpoint, tmp_path):
     outputs = {}
     try:
         for name, cmd in commands.items():
+            start = time.monotonic()
             run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
             outputs[name] = (run.returncode, run.stdout + run.stderr)
+            print(f"{name}: exit {run.returncode} in {time.monotonic() - start:.1f} s")
         ray_logs = _files_text(ray_tmp)
     finally:
         subprocess.run(["rm", "-rf", str(ray_tmp)], check=False)
