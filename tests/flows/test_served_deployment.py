@@ -143,6 +143,9 @@ def test_deployment_run_on_prefect_server_builds_a_verified_release(served, tmp_
     assert "build-corpus" in dom and run.name in dom and "Completed" in dom
 
 
+# no wall-clock limit tighter than the job's own progress: on a machine busy with other work the
+# job has taken 7 minutes to start; what is asserted does not depend on how long anything took
+@pytest.mark.timeout(3000)
 def test_cancelling_the_flow_run_stops_the_ray_job(served, tmp_path):
     """Cancelled while provably mid-labelling, the Ray job ends STOPPED; whatever the timing, no
     partial release is ever visible (none at all, or a complete one that verifies).
@@ -185,7 +188,8 @@ def test_cancelling_the_flow_run_stops_the_ray_job(served, tmp_path):
     async def run_then_cancel():
         async with PrefectClient(env["PREFECT_API_URL"]) as client:
             run = await client.create_flow_run_from_deployment(served["deployment"].id, parameters=parameters)
-            job, deadline = submission_id(run.id), time.time() + 480
+            # a generous bound, only so that a job that never starts cannot hang the suite
+            job, deadline = submission_id(run.id), time.time() + 2400
             while time.time() < deadline and not (job_status(job) == "RUNNING" and label_parts() >= 1):
                 run = await client.read_flow_run(run.id)
                 assert not run.state.is_final(), (run.state, _serve_log(served))
@@ -194,7 +198,7 @@ def test_cancelling_the_flow_run_stops_the_ray_job(served, tmp_path):
             assert job_status(job) == "RUNNING" and 1 <= parts_at_cancel < len(audio), \
                 (job_status(job), parts_at_cancel, run.state, _serve_log(served))
             await client.set_flow_run_state(run.id, Cancelling(), force=True)
-            deadline = time.time() + 180
+            deadline = time.time() + 600
             while time.time() < deadline:
                 run = await client.read_flow_run(run.id)
                 if run.state.type == StateType.CANCELLED and job_status(job) in ("STOPPED", "SUCCEEDED", "FAILED"):

@@ -163,7 +163,7 @@ def _cli_build(config: dict, folder: Path) -> subprocess.Popen:
                             start_new_session=True)
 
 
-def _kill_when_held(proc: subprocess.Popen, proxy, seconds: float = 300) -> None:
+def _kill_when_held(proc: subprocess.Popen, proxy, seconds: float = 600) -> None:
     try:
         deadline = time.time() + seconds
         while not proxy.held.wait(0.2):
