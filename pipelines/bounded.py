@@ -16,7 +16,8 @@ import sys
 import types
 
 _CONTEXT = None
-PRELOAD = ["numpy", "av", "corpus.audio", "pipelines.ingest", "pipelines.fingerprint"]
+PRELOAD = ["numpy", "av", "soundfile", "pyarrow.parquet", "corpus.audio", "pipelines.ingest", "pipelines.fingerprint",
+           "pipelines.recording", "pipelines.vad", "faster_whisper.vad"]
 
 
 class WorkTimeout(RuntimeError):
