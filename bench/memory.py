@@ -2,9 +2,10 @@
 
 Each build runs as a child process (``run_build`` on a local Ray cluster, tiny.en int8 on the
 CPU); this script samples the RSS of that process (the driver) and of every process below it
-every 50 ms with psutil: Ray's workers (``ray::…`` processes, including the label actor) and the
-bounded reader processes forked for each file (ingest), classed as workers; Ray's own services
-(raylet, GCS, log monitor, agents) are reported apart. Reported per build: the driver's peak, the
+every 50 ms from ``/proc`` (Linux; psutil is not among the locked dependencies). Ray's workers
+(``ray::…`` processes, including the label actor) and the bounded reader processes forked for
+each file (ingest) are classed as workers; Ray's own services (raylet, GCS, log monitor, agents)
+are reported apart. Reported per build: the driver's peak, the
 largest single worker's peak and what that process was.
 
 Two comparisons (goals from issue 11):
@@ -55,18 +56,55 @@ print(json.dumps({"stage_seconds": summary["stage_seconds"], "wall_seconds": sum
 """
 
 
-def _kind(proc) -> str:
-    try:
-        cmd = " ".join(proc.cmdline())
-    except Exception:  # noqa: BLE001 - a process that ended between listing and reading
-        return "gone"
-    return "service" if any(s in cmd for s in SERVICES) else "worker"
+def _proc_table() -> dict[int, tuple[int, int, str]]:
+    """pid -> (parent pid, RSS bytes, command line) of every process, from /proc (Linux; psutil
+    is not among the project's dependencies)."""
+    out = {}
+    page = os.sysconf("SC_PAGE_SIZE")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read().decode(errors="replace")
+            with open(f"/proc/{entry}/statm", "rb") as f:
+                rss = int(f.read().split()[1]) * page
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError, ValueError):
+            continue  # ended while read
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        out[int(entry)] = (ppid, rss, cmd or stat[stat.index("(") + 1:stat.rindex(")")])
+    return out
 
 
-def run_sampled(raw: Path, store: Path, threads: int) -> dict:
-    """One build in a child process; peak RSS of the driver, the largest worker and the services."""
-    import psutil
+def _descendants(root: int, table: dict[int, tuple[int, int, str]]) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    out, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
 
+
+def run_sampled(raw: Path, store: Path, threads: int, tries: int = 3) -> dict:
+    """One build in a child process; peak RSS of the driver, the largest worker and the services,
+    sampled every 50 ms. A build whose local Ray cluster did not start (Ray gives its raylet 30 s,
+    which a machine at load 20+ can miss) is tried again."""
+    for attempt in range(tries):
+        try:
+            return _run_sampled(raw, store, threads)
+        except RuntimeError as err:
+            if "timed out during startup" not in str(err) or attempt == tries - 1:
+                raise
+            print("   Ray did not start in time; again", flush=True)
+    raise AssertionError("unreachable")
+
+
+def _run_sampled(raw: Path, store: Path, threads: int) -> dict:
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.Popen([sys.executable, "-c", BUILD, str(raw), str(store), str(threads)], cwd=root,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -76,27 +114,18 @@ def run_sampled(raw: Path, store: Path, threads: int) -> dict:
     done = threading.Event()
 
     def sample():
-        me = psutil.Process(proc.pid)
-        kinds: dict[int, str] = {}
         while not done.is_set():
-            try:
-                peaks["driver"] = max(peaks["driver"], me.memory_info().rss)
-                children = me.children(recursive=True)
-            except psutil.NoSuchProcess:
+            table = _proc_table()
+            if proc.pid not in table:
                 break
-            for child in children:
-                try:
-                    kind = kinds.get(child.pid) or kinds.setdefault(child.pid, _kind(child))
-                    rss = child.memory_info().rss
-                except psutil.NoSuchProcess:
-                    continue
-                if kind in peaks and rss > peaks[kind]:
+            peaks["driver"] = max(peaks["driver"], table[proc.pid][1])
+            for pid in _descendants(proc.pid, table):
+                _, rss, cmd = table[pid]
+                kind = "service" if any(s in cmd for s in SERVICES) else "worker"
+                if rss > peaks[kind]:
                     peaks[kind] = rss
                     if kind == "worker":
-                        try:
-                            worker_name[0] = child.name()[:40]
-                        except psutil.NoSuchProcess:
-                            pass
+                        worker_name[0] = cmd.split()[0][:40] if cmd.startswith("ray::") else cmd[:40]
             time.sleep(0.05)
 
     thread = threading.Thread(target=sample, daemon=True)

@@ -16,7 +16,8 @@ import sys
 import types
 
 _CONTEXT = None
-PRELOAD = ["numpy", "av", "soundfile", "pyarrow.parquet", "corpus.audio", "pipelines.ingest", "pipelines.fingerprint",
+# pandas: pyarrow imports it on the first pa.array() of Python objects (writing a clips part)
+PRELOAD = ["numpy", "pandas", "av", "soundfile", "pyarrow.parquet", "corpus.audio", "pipelines.ingest", "pipelines.fingerprint",
            "pipelines.recording", "pipelines.vad", "faster_whisper.vad"]
 
 

@@ -163,17 +163,22 @@ def write_clips(store: Store, key: str, spool: PcmSpool, segments: list[tuple[fl
     path = Path(tmp_dir) / "clips.parquet"
     schema = _clips_schema()
     with pq.ParquetWriter(path, schema, compression="none") as writer:
+        def flush(batch: list[tuple[float, float, bytes]]) -> None:
+            cols = list(zip(*batch)) if batch else [(), (), ()]
+            # Table.from_arrays, not pa.table(lists): that one imports pandas (seconds, per process)
+            writer.write_table(pa.Table.from_arrays([pa.array(col, type=field.type) for col, field in zip(cols, schema)],
+                                                    schema=schema))
+
         batch: list[tuple[float, float, bytes]] = []
         for start, end in segments:
             buf = io.BytesIO()
             sf.write(buf, spool.load_int16(*_span(start, end)), SAMPLE_RATE, format="FLAC", subtype="PCM_16")
             batch.append((start, end, buf.getvalue()))
             if len(batch) == 32:
-                writer.write_table(pa.table(list(map(list, zip(*batch))), schema=schema))
+                flush(batch)
                 batch = []
         if batch or not segments:
-            cols = list(map(list, zip(*batch))) if batch else [[], [], []]
-            writer.write_table(pa.table(cols, schema=schema))
+            flush(batch)
     store.put_file(key, path)
 
 
