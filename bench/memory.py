@@ -6,7 +6,9 @@ every 50 ms from ``/proc`` (Linux; psutil is not among the locked dependencies).
 (``ray::…`` processes, including the label actor) and the bounded reader processes forked for
 each file (ingest) are classed as workers; Ray's own services (raylet, GCS, log monitor, agents)
 are reported apart. Reported per build: the driver's peak, the
-largest single worker's peak and what that process was.
+largest single worker's peak and what that process was, and the largest ingest reader (the
+bounded child that decodes, fingerprints and runs VAD on one file; the fork server it is forked
+from counts too).
 
 Two comparisons (goals from issue 11):
 
@@ -109,7 +111,7 @@ def _run_sampled(raw: Path, store: Path, threads: int) -> dict:
     proc = subprocess.Popen([sys.executable, "-c", BUILD, str(raw), str(store), str(threads)], cwd=root,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(root)})
-    peaks = {"driver": 0, "worker": 0, "service": 0}
+    peaks = {"driver": 0, "worker": 0, "service": 0, "reader": 0}
     worker_name = [""]
     done = threading.Event()
 
@@ -122,6 +124,8 @@ def _run_sampled(raw: Path, store: Path, threads: int) -> dict:
             for pid in _descendants(proc.pid, table):
                 _, rss, cmd = table[pid]
                 kind = "service" if any(s in cmd for s in SERVICES) else "worker"
+                if "multiprocessing.forkserver" in cmd:  # the fork server and each file's bounded reader
+                    peaks["reader"] = max(peaks["reader"], rss)
                 if rss > peaks[kind]:
                     peaks[kind] = rss
                     if kind == "worker":
@@ -137,7 +141,8 @@ def _run_sampled(raw: Path, store: Path, threads: int) -> dict:
         raise RuntimeError(f"build failed ({proc.returncode}):\n{err[-3000:]}")
     result = json.loads(out.strip().splitlines()[-1])
     return {**result, "driver_mb": peaks["driver"] / 2**20, "worker_mb": peaks["worker"] / 2**20,
-            "services_mb": peaks["service"] / 2**20, "worker_process": worker_name[0]}
+            "services_mb": peaks["service"] / 2**20, "reader_mb": peaks["reader"] / 2**20,
+            "worker_process": worker_name[0]}
 
 
 def gen_minutes(out: Path, minutes: float, seed: int) -> Path:
@@ -195,17 +200,18 @@ def main() -> int:
         print("  ", json.dumps(results[name]), flush=True)
 
     print()
-    print(f"{'build':<28}{'driver MB':>11}{'worker MB':>11}{'services MB':>13}  largest worker   stages (s)")
+    print(f"{'build':<28}{'driver MB':>11}{'worker MB':>11}{'reader MB':>11}{'services MB':>13}  largest worker")
     for name, r in results.items():
-        print(f"{name:<28}{r['driver_mb']:>11.0f}{r['worker_mb']:>11.0f}{r['services_mb']:>13.0f}  "
-              f"{r['worker_process']:<16} {r['stage_seconds']}")
+        print(f"{name:<28}{r['driver_mb']:>11.0f}{r['worker_mb']:>11.0f}{r['reader_mb']:>11.0f}{r['services_mb']:>13.0f}  "
+              f"{r['worker_process']}")
     if not args.skip_builds:
         a, b = results[f"{small:g} min"], results[f"{large:g} min"]
         print(f"{large:g} min / {small:g} min: driver {b['driver_mb'] / a['driver_mb']:.2f}x, "
               f"largest worker {b['worker_mb'] / a['worker_mb']:.2f}x   (goal <= 1.2x)")
     a, b = results[f"one {small:g}-min recording"], results[f"one {args.hours:g}-h recording"]
     print(f"{args.hours:g}-h recording / {small:g}-min recording: largest worker {b['worker_mb'] / a['worker_mb']:.2f}x "
-          f"(goal <= 1.3x), driver {b['driver_mb'] / a['driver_mb']:.2f}x")
+          f"(goal <= 1.3x), ingest reader {b['reader_mb'] / a['reader_mb']:.2f}x, "
+          f"driver {b['driver_mb'] / a['driver_mb']:.2f}x")
     print(f"command: python bench/memory.py --minutes {small:g} {large:g} --hours {args.hours:g}; work in {work}")
     return 0
 
