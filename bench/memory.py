@@ -107,6 +107,9 @@ def run_sampled(raw: Path, store: Path, threads: int, tries: int = 3) -> dict:
 
 
 def _run_sampled(raw: Path, store: Path, threads: int) -> dict:
+    import shutil
+
+    shutil.rmtree(store, ignore_errors=True)  # a fresh store: nothing reused from an earlier run
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.Popen([sys.executable, "-c", BUILD, str(raw), str(store), str(threads)], cwd=root,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
