@@ -18,7 +18,8 @@ import types
 _CONTEXT = None
 # pandas: pyarrow imports it on the first pa.array() of Python objects (writing a clips part)
 PRELOAD = ["numpy", "pandas", "av", "soundfile", "pyarrow.parquet", "corpus.audio", "pipelines.ingest", "pipelines.fingerprint",
-           "pipelines.recording", "pipelines.vad", "faster_whisper.vad"]
+           "pipelines.recording", "pipelines.vad", "pipelines.segment", "botocore.exceptions", "faster_whisper.vad",
+           "pipelines.reader_warm"]
 
 
 class WorkTimeout(RuntimeError):
