@@ -171,8 +171,8 @@ def record_figures(args, label_only: float, baseline: float, release: dict, audi
 
     device, compute = choose_device(args.device, "auto")
     path = args.measurements or DEFAULT_PATH
-    cmd = (f"python bench/label.py --minutes {args.minutes:g} --threads {args.threads} --device {args.device} "
-           f"--decode-workers {args.decode_workers}")
+    audio = f"--audio-dir {args.audio_dir}" if args.audio_dir else f"--minutes {args.minutes:g}"
+    cmd = f"python bench/label.py {audio} --threads {args.threads} --device {args.device} --decode-workers {args.decode_workers}"
     note = f"{audio_s / 60:.1f} min of gen-audio, 4 domains; {args.threads} CTranslate2 threads"
     record(f"label.{device}.tiny.en.{compute}.batched.audio_s_per_s", label_only, "audio-s per wall-s", cmd,
            note + f"; label stage of the build (one label actor; clips decoded once at ingest by {args.decode_workers} workers); "
