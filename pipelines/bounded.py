@@ -16,7 +16,10 @@ import sys
 import types
 
 _CONTEXT = None
-PRELOAD = ["numpy", "av", "corpus.audio", "pipelines.ingest", "pipelines.fingerprint"]
+# pandas: pyarrow imports it on the first pa.array() of Python objects (writing a clips part)
+PRELOAD = ["numpy", "pandas", "av", "soundfile", "pyarrow.parquet", "corpus.audio", "pipelines.ingest", "pipelines.fingerprint",
+           "pipelines.recording", "pipelines.vad", "pipelines.segment", "botocore.exceptions", "faster_whisper.vad",
+           "pipelines.reader_warm"]
 
 
 class WorkTimeout(RuntimeError):

@@ -1,30 +1,34 @@
-"""The corpus build, as a Ray job: raw audio → ingest → segment → label → filter → shards → release.
+"""The corpus build, as a Ray job: raw audio → ingest (decode once, VAD, clips) → label → filter → shards → release.
 
 Stages and where they run:
 
-1. **ingest** (Ray Data ``map``, tasks): read, decode, probe, hash each new file, or quarantine
-   it; one row per file into ``work/ingest/<file_key>.parquet``. The driver then drops exact
-   duplicates (same PCM hash) with a reason.
-2. **segment** (Ray Data actor pool, CPU): decode again, Silero VAD, pack into 2-30 s segments.
-3. **label** (Ray Data actor pool, one faster-whisper model per actor, GPU if present): batched
-   decoding of each recording's segments; one part per recording into
-   ``work/labels/<label_key>/<recording_id>.parquet``. Segment and label are separate pools with
-   their own concurrency, so the model never waits on decoding.
-4. **filter** (driver, pure rules) and split assignment by recording.
-5. **shard** (Ray tasks cut and FLAC-encode kept segments per recording; the driver writes them
-   in segment-id order through the release writer) and commit.
+1. **ingest** (Ray Data ``map``, tasks; each file in a bounded child process): read each new file
+   once, decode it chunk by chunk to a local spool, hash, probe and fingerprint it, or quarantine
+   it; for a recording also Silero VAD (in windows) and packing into 2-30 s segments, whose
+   samples are written once to ``work/clips/<segment_key>/<recording_id>.parquet``
+   (:mod:`pipelines.recording`). One row per file into ``work/ingest/<file_key>.parquet``. The
+   driver then drops exact duplicates (same PCM hash) with a reason.
+2. **label** (Ray Data actor pool, one faster-whisper model per actor, GPU if present): each
+   actor reads a recording's clips part from the store and decodes its segments in batches;
+   one part per recording into ``work/labels/<label_key>/<recording_id>.parquet``. Only a few
+   small fields of each recording travel to the actor (no fingerprint, no audio).
+3. **filter** (driver, pure rules) and split assignment by recording.
+4. **shard** (Ray tasks read a recording's clips part and FLAC-encode its kept segments; the
+   driver writes them in segment-id order through the release writer) and commit.
+
+No source file is read after ingest: the clips part is the one copy of a recording's speech.
 
 Placement: ``resources.label_resources`` (e.g. ``{asr: 1}``) is asked for by every label actor and
-``resources.cpu_resources`` by every ingest task, segment actor and cut task, so on a cluster each
-stage runs only on the nodes that declare those Ray resources (GPU nodes, CPU pool). Between
-stages, data moves through Ray's object store and the store (S3): no shared filesystem. The
-speech clips travel to the label actors as int16 (exact: the decoded PCM is int16 / 32768).
+``resources.cpu_resources`` by every ingest task and cut task, so on a cluster each stage runs
+only on the nodes that declare those Ray resources (GPU nodes, CPU pool). Between stages, data
+moves through Ray's object store and the store (S3): no shared filesystem. The clips are exact
+int16 samples (the decoded PCM is int16 / 32768), FLAC-compressed.
 
 Resumable: a work part is written atomically and is the partition's completion marker (a
 separate ``_SUCCESS`` object would add nothing to an atomic write). A rerun skips every file and
-recording whose part exists; a build over the same sources plus new files processes only the
-new ones. ``label_key`` names the model, decode and segmentation parameters, so changing them
-relabels.
+recording whose parts exist; a build over the same sources plus new files processes only the
+new ones. ``segment_key`` names the segmentation parameters and ``label_key`` the model, decode
+and segmentation parameters, so changing them re-segments or relabels.
 """
 from __future__ import annotations
 
@@ -52,14 +56,13 @@ from corpus.splits import assign_split
 from corpus.store import Store, open_store
 from pipelines.config import BuildConfig
 from pipelines.filter import decide
-from pipelines.ingest import (Ingest, decode_file, drop_exact_duplicates, drop_near_duplicates,
-                              with_source_metadata)
-from pipelines.segment import pack_segments
+from pipelines.ingest import Ingest, drop_exact_duplicates, drop_near_duplicates, with_source_metadata
 from pipelines.sources import list_sources
 
 log = logging.getLogger(__name__)
 
 INGEST_DIR = "work/ingest"
+CLIPS_DIR = "work/clips"
 # label fields that go into each kept sample's JSON beside the manifest's (re-filters use the same)
 LABEL_EXTRA_FIELDS = ("language", "language_probability", "temperature", "words", "model_id", "decode_params",
                       "pass_used", "first_pass", "second_pass")
@@ -86,47 +89,29 @@ def _done_keys(store: Store, prefix: str) -> set[str]:
 # --------------------------------------------------------------------------- Ray stages
 
 
-def pcm_to_int16(pcm: np.ndarray) -> np.ndarray:
-    """Decoded PCM (int16 / 32768 as float32) back to its int16 samples, exactly."""
-    out = np.rint(pcm * 32768.0).astype(np.int16)
-    if not np.array_equal(out.astype(np.float32) / 32768.0, pcm):
-        raise ValueError("PCM is not int16 / 32768: it cannot be shipped as int16 without loss")
-    return out
-
-
-@dataclass
-class SegmentStage:
-    """Ray Data actor: a recording row → the same row plus its segments and their audio."""
-
-    segment: dict
-    endpoint_url: str | None = None
-
-    def __call__(self, row: dict) -> dict:
-        from pipelines.asr import speech_timestamps
-
-        audio = decode_file(row, self.endpoint_url)
-        s = self.segment
-        speech = speech_timestamps(audio.pcm, threshold=s["vad_threshold"])
-        segments = pack_segments(speech, audio.duration, min_seconds=s["min_seconds"], max_seconds=s["max_seconds"],
-                                 max_gap=s["max_gap"], pad=s["pad"])
-        pieces = [audio.pcm[round(a * SAMPLE_RATE):round(b * SAMPLE_RATE)] for a, b in segments]
-        clips_audio = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
-        # shipped to the label node as int16, half the bytes of float32 and exact: the decoded PCM
-        # is int16 / 32768, and LabelStage divides the same way again
-        return {**row, "segments": json.dumps(segments), "clips_pcm": pcm_to_int16(clips_audio).tobytes()}
+# what of a recording row the label actors get: no fingerprint, no audio
+LABEL_ROW_FIELDS = ("recording_id", "language", "duration")
 
 
 class LabelStage:
-    """Ray Data actor: holds one faster-whisper model; labels every segment of a recording."""
+    """Ray Data actor: holds one faster-whisper model; labels every segment of a recording,
+    reading the recording's clips (written once at ingest) from the store."""
 
-    def __init__(self, model: dict):
+    def __init__(self, model: dict, clips: dict):
         from pipelines.asr import WhisperLabeler
 
         self.labeler = WhisperLabeler(**model)
+        self.clips = clips  # {"store": uri, "prefix": work/clips/<segment_key>, "endpoint_url": ...}
+        self.store = open_store(clips["store"], endpoint_url=clips.get("endpoint_url"))
 
     def __call__(self, row: dict) -> dict:
-        segments = [tuple(s) for s in json.loads(row.pop("segments"))]
-        pcm = np.frombuffer(row.pop("clips_pcm"), dtype=np.int16).astype(np.float32) / 32768.0
+        from pipelines.recording import clip_to_float, read_clips
+
+        stored = read_clips(self.store, f"{self.clips['prefix']}/{row['recording_id']}.parquet")
+        segments = [(start, end) for start, end, _ in stored]
+        pcm = (np.concatenate([clip_to_float(c) for _, _, c in stored]) if stored
+               else np.zeros(0, dtype=np.float32))
+        del stored
         # the clips were concatenated in order: give the labeler their positions in that array
         clips, offset = [], 0.0
         for start, end in segments:
@@ -142,10 +127,23 @@ class LabelStage:
         return {**row, "labels": json.dumps(out)}
 
 
-def _cut_and_encode(file: dict, segments: list[tuple[str, float, float]], endpoint_url: str | None) -> list[bytes]:
-    """Ray task: decode one recording and FLAC-encode the given (segment_id, start, end) pieces."""
-    audio = decode_file(file, endpoint_url)
-    return [encode_flac(audio.pcm[round(a * SAMPLE_RATE):round(b * SAMPLE_RATE)]) for _, a, b in segments]
+def _cut_and_encode(clips: dict, recording_id: str, segments: list[tuple[str, float, float]]) -> list[bytes]:
+    """Ray task: read one recording's clips part and FLAC-encode the given (segment_id, start, end)
+    segments as the release stores them (16-bit, the project's float → int16 quantisation)."""
+    from pipelines.recording import clip_to_float, read_clips
+
+    store = open_store(clips["store"], endpoint_url=clips.get("endpoint_url"))
+    stored = {(start, end): pcm for start, end, pcm in read_clips(store, f"{clips['prefix']}/{recording_id}.parquet")}
+    out = []
+    for sid, start, end in segments:
+        if (start, end) not in stored:
+            raise RuntimeError(f"segment {sid} is not in the clips of recording {recording_id}")
+        out.append(encode_flac(clip_to_float(stored[(start, end)])))
+    return out
+
+
+def _clips(store: Store, config: BuildConfig) -> dict:
+    return {"store": store.uri, "prefix": f"{CLIPS_DIR}/{config.segment_key()}", "endpoint_url": config.endpoint_url}
 
 
 # --------------------------------------------------------------------------- the build
@@ -220,14 +218,19 @@ def _needs_fingerprint(row: dict) -> bool:
 
 def _ingest(ray, files, store: Store, config: BuildConfig, stats: BuildStats, progress: bool) -> list[dict]:
     done = _done_keys(store, INGEST_DIR)
+    clips = _clips(store, config)
+    have_clips = _done_keys(store, clips["prefix"])
     # a cached row keeps what was read from the file; what the sources declare (licence…) is current
     rows = {f.file_key: with_source_metadata(_read_part(store, f"{INGEST_DIR}/{f.file_key}.parquet")[0], f.to_dict())
             for f in files if f.file_key in done}
-    # a recording ingested before fingerprints existed is ingested again, so that it is compared too
-    todo = [f.to_dict() for f in files if f.file_key not in rows or _needs_fingerprint(rows[f.file_key])]
+    # a recording ingested before fingerprints existed is ingested again, so that it is compared too;
+    # one whose clips for this segmentation are missing (new segment parameters, older work) too
+    todo = [f.to_dict() for f in files if f.file_key not in rows or _needs_fingerprint(rows[f.file_key])
+            or (rows[f.file_key]["status"] == "ok" and rows[f.file_key]["recording_id"] not in have_clips)]
     stats.ingested_now = len(todo)
     if todo:
-        stage = Ingest(endpoint_url=config.endpoint_url, **config.ingest.model_dump())
+        stage = Ingest(endpoint_url=config.endpoint_url, segment=config.segment.model_dump(),
+                       clips_store=clips["store"], clips_prefix=clips["prefix"], **config.ingest.model_dump())
         ds = ray.data.from_items(todo, override_num_blocks=min(len(todo), 64))
         ds = ds.map(stage, compute=ray.data.TaskPoolStrategy(size=config.resources.decode_workers), num_cpus=1,
                     **_placement(config.resources.cpu_resources))
@@ -267,12 +270,9 @@ def _label(ray, recordings: list[dict], store: Store, config: BuildConfig, stats
         gpus = res.gpus_per_label_actor if model["device"] == "cuda" else 0
         if not model["cpu_threads"]:
             model["cpu_threads"] = max(1, int(res.cpus_per_label_actor))
-        ds = ray.data.from_items(todo, override_num_blocks=min(len(todo), 256))
-        ds = ds.map(SegmentStage, fn_constructor_kwargs={"segment": config.segment.model_dump(),
-                                                         "endpoint_url": config.endpoint_url},
-                    compute=ray.data.ActorPoolStrategy(size=res.decode_workers), num_cpus=1,
-                    **_placement(res.cpu_resources))
-        ds = ds.map(LabelStage, fn_constructor_kwargs={"model": model},
+        items = [{k: r.get(k) for k in LABEL_ROW_FIELDS} for r in todo]
+        ds = ray.data.from_items(items, override_num_blocks=min(len(items), 256))
+        ds = ds.map(LabelStage, fn_constructor_kwargs={"model": model, "clips": _clips(store, config)},
                     compute=ray.data.ActorPoolStrategy(size=res.label_actors),
                     num_cpus=res.cpus_per_label_actor, num_gpus=gpus, **_placement(res.label_resources))
         start = time.perf_counter()
@@ -345,6 +345,7 @@ def _shard_and_commit(ray, recordings, rows, quarantine, store, config, summary,
     recs = {r["recording_id"]: r for r in recordings}
     order = sorted(by_rec)
     cut = ray.remote(num_cpus=1, **_placement(config.resources.cpu_resources))(_cut_and_encode)
+    clips = _clips(store, config)
     window = max(2, int(ray.cluster_resources().get("CPU", 2)) * 2)
     pending: dict[str, object] = {}
 
@@ -353,7 +354,7 @@ def _shard_and_commit(ray, recordings, rows, quarantine, store, config, summary,
             rid = order[i]
             kept = [(r["segment_id"], r["start"], r["end"]) for r in sorted(by_rec[rid], key=lambda r: r["segment_id"])
                     if r["decision"] == "keep"]
-            pending[rid] = cut.remote(recs[rid], kept, config.endpoint_url) if kept else None
+            pending[rid] = cut.remote(clips, rid, kept) if kept else None
 
     writer = ReleaseWriter(store, config.release, config=config.resolved(), max_shard_bytes=config.shards.max_bytes,
                            max_shard_samples=config.shards.max_samples, lease=lease)
@@ -362,7 +363,7 @@ def _shard_and_commit(ray, recordings, rows, quarantine, store, config, summary,
             submit(i)
         for i, rid in enumerate(order):
             ref = pending.pop(rid)
-            flacs = iter(ray.get(ref)) if ref is not None else iter(())
+            flacs = iter(_bounded_get(ray, ref, config.ingest.read_timeout_s, rid)) if ref is not None else iter(())
             submit(i + window)
             for row in sorted(by_rec[rid], key=lambda r: r["segment_id"]):
                 label = row.pop("_label")
@@ -378,6 +379,19 @@ def _shard_and_commit(ray, recordings, rows, quarantine, store, config, summary,
         files = {name: _table_bytes(data) for name, data in tables.items()}
         files["build_summary.json"] = json.dumps(summary, indent=2, sort_keys=True).encode()
         return writer.commit(extra_files=files)
+
+
+def _bounded_get(ray, ref, timeout: float, recording_id: str):
+    """A cut task's result within ``timeout`` seconds, else the task is cancelled and the build
+    fails (nothing is committed; the rerun resumes from the work parts)."""
+    from ray.exceptions import GetTimeoutError
+
+    try:
+        return ray.get(ref, timeout=timeout)
+    except GetTimeoutError:
+        ray.cancel(ref, force=True)
+        raise TimeoutError(f"cutting recording {recording_id}: no result within {timeout:g} s (ingest.read_timeout_s);"
+                           " nothing committed, rerun to resume") from None
 
 
 def _without_fingerprint(row: dict) -> dict:
@@ -397,13 +411,16 @@ def run_build(config: BuildConfig, *, progress: bool = True) -> dict:
     stats = BuildStats()
     store = open_store(config.store, endpoint_url=config.endpoint_url)
     files, ignored = list_sources(config.sources, endpoint_url=config.endpoint_url)
+    stats.stage_seconds["list"] = round(time.perf_counter() - t0, 3)
     stats.files, stats.ignored_files = len(files), len(ignored)
     for uri in ignored:
         log.info("ignoring %s: not an audio file extension", uri)
     if not files:
         raise ValueError(f"no audio files under the sources: {[s.uri for s in config.sources]}")
     # one writer per release: a second build of the same name fails here, before any work
+    t = time.perf_counter()
     with acquire_release(store, config.release, what="build release") as lease, ray_session(config) as ray:
+        stats.stage_seconds["ray_start"] = round(time.perf_counter() - t, 3)
         t = time.perf_counter()
         ingested = drop_exact_duplicates(_ingest(ray, files, store, config, stats, progress))
         stats.stage_seconds["ingest"] = round(time.perf_counter() - t, 3)
@@ -412,7 +429,8 @@ def run_build(config: BuildConfig, *, progress: bool = True) -> dict:
         stats.recordings = len(recordings)
         t = time.perf_counter()
         labels = _label(ray, recordings, store, config, stats, progress)
-        stats.stage_seconds["segment+label"] = round(time.perf_counter() - t, 3)
+        stats.stage_seconds["label"] = round(time.perf_counter() - t, 3)
+        t = time.perf_counter()
         texts = {rid: " ".join(seg["text"] or "" for seg in segs) for rid, segs in labels.items()}
         recordings, near = drop_near_duplicates(recordings, texts)
         quarantine += near
@@ -420,6 +438,7 @@ def run_build(config: BuildConfig, *, progress: bool = True) -> dict:
         patterns = {(f.source_uri, f.domain): s.group_pattern for f in files
                     for s in config.sources if s.domain == f.domain}
         rows = _manifest_rows(recordings, labels, config, patterns, _fixed_splits(files, config))
+        stats.stage_seconds["dedupe+filter"] = round(time.perf_counter() - t, 3)
         summary = make_summary(files, recordings, quarantine, rows, stats)
         t = time.perf_counter()
         info = _shard_and_commit(ray, recordings, rows, quarantine, store, config, summary, progress, lease)

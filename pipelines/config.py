@@ -233,6 +233,14 @@ class BuildConfig(_Strict):
     def resolved(self) -> dict:
         return self.model_dump(mode="json")
 
+    def segment_key(self) -> str:
+        """Names the clips partitions (``work/clips/<segment_key>/``): what changes the segments'
+        bounds or samples (segmentation, ingest limits, the clips layout) changes it."""
+        from pipelines.recording import CLIPS_VERSION
+
+        basis = {"segment": self.segment.model_dump(), "clips_version": CLIPS_VERSION}
+        return "seg-" + hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:12]
+
     def label_key(self) -> str:
         """Names the label partitions: what changes labels (model, decode, segmentation) changes it."""
         # only values that differ from the defaults: a new optional field does not relabel old work

@@ -227,20 +227,29 @@ def fingerprint(pcm: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Fingerprint:
         pcm = _resample(pcm, sample_rate)
     if pcm.size < MIN_SECONDS * SAMPLE_RATE or not np.isfinite(pcm).all():
         return Fingerprint.empty()
-    return Fingerprint(*_landmarks(*_all_peaks(pcm)))
+    return Fingerprint(*_landmarks(*_all_peaks(lambda a, b: pcm[a:b], len(pcm))))
 
 
-def _all_peaks(pcm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def fingerprint_spans(load, n_samples: int) -> Fingerprint:
+    """The same fingerprint as :func:`fingerprint`, of 16 kHz PCM read by span: ``load(a, b)``
+    returns samples a..b as float32 (finite). Reads a minute (plus context) at a time, so memory
+    does not grow with the recording's length."""
+    if n_samples < MIN_SECONDS * SAMPLE_RATE:
+        return Fingerprint.empty()
+    return Fingerprint(*_landmarks(*_all_peaks(load, n_samples)))
+
+
+def _all_peaks(load, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
     """The peaks of the whole recording, computed CHUNK_FRAMES at a time with enough context on
     either side that every peak is the same as with the whole spectrogram at once (memory stays
-    ~30 MB for any length)."""
-    n_frames = 1 + (len(pcm) - N_FFT) // HOP
+    ~30 MB for any length). ``load(a, b)``: samples a..b."""
+    n_frames = 1 + (n_samples - N_FFT) // HOP
     margin = PEAK_DT + int(round(LOCAL_SECONDS / FRAME_SECONDS))
     ts, fs = [], []
     for start in range(0, n_frames, CHUNK_FRAMES):
         stop = min(start + CHUNK_FRAMES, n_frames)
         lo, hi = max(start - margin, 0), min(stop + margin, n_frames)
-        t, f = _peaks(_spectrogram(pcm[lo * HOP:(hi - 1) * HOP + N_FFT]))
+        t, f = _peaks(_spectrogram(load(lo * HOP, (hi - 1) * HOP + N_FFT)))
         t += lo
         keep = (t >= start) & (t < stop)
         ts.append(t[keep])

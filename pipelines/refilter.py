@@ -3,7 +3,9 @@
 Every segment of the source release's manifest is decided again with the new thresholds
 (optionally per domain). Audio of a segment kept before is copied byte for byte from the
 source release's shards; a segment kept now but rejected before has no audio in any shard, so
-its recording is decoded from ``source_uri`` and cut. Nothing here imports the ASR adapter.
+it is taken from the build's clips of its recording (``work/clips/<segment_key>/``, written once at
+ingest) and FLAC-encoded; only when those are gone is the recording decoded again from
+``source_uri`` (in a bounded child process, like ingest). Nothing here imports the ASR adapter.
 Segment ids, splits and texts are those of the source release.
 """
 from __future__ import annotations
@@ -51,10 +53,38 @@ def resolve_thresholds(base: dict, overrides: dict | None, domain_overrides: dic
     return default, per_domain
 
 
-def _source_audio(uri: str, endpoint_url: str | None):
+def _read_source(uri: str, endpoint_url: str | None):
     parent, _, name = uri.rpartition("/")
     store = open_store(parent, endpoint_url=endpoint_url)
     return decode(io.BytesIO(store.get_bytes(name)), name=uri)
+
+
+def _source_audio(uri: str, endpoint_url: str | None, timeout: float = 600.0):
+    """A recording decoded from its source, within a wall-clock bound (raises on timeout or crash)."""
+    from pipelines.bounded import call_bounded
+
+    return call_bounded(_read_source, uri, endpoint_url, timeout=timeout, what=f"re-reading {uri}")
+
+
+def _build_config(config: dict) -> BuildConfig | None:
+    try:
+        return BuildConfig(**{k: v for k, v in config.items() if k in BuildConfig.model_fields})
+    except ValueError:
+        return None
+
+
+def _stored_clips(store: Store, config: dict, recording_id: str) -> dict[tuple[float, float], object] | None:
+    """The build's clips of a recording, by (start, end), or None when the build's work is gone."""
+    from pipelines.build import CLIPS_DIR
+    from pipelines.recording import read_clips
+
+    build = _build_config(config)
+    if build is None:
+        return None
+    try:
+        return {(a, b): pcm for a, b, pcm in read_clips(store, f"{CLIPS_DIR}/{build.segment_key()}/{recording_id}.parquet")}
+    except ObjectNotFound:
+        return None
 
 
 def _label_extras(store: Store, config: dict, recording_id: str) -> dict[str, dict]:
@@ -173,11 +203,21 @@ def _fresh_audio(store: Store, config: dict, rows: list[dict], endpoint_url: str
     by_recording: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
         by_recording[row["recording_id"]].append(row)
+    build = _build_config(config)
+    timeout = build.ingest.read_timeout_s if build else 600.0
     for rec, segs in sorted(by_recording.items()):
-        audio = _source_audio(segs[0]["source_uri"], endpoint_url)
+        clips = _stored_clips(store, config, rec)
+        if clips is not None and not all((row["start"], row["end"]) in clips for row in segs):
+            clips = None
+        audio = None if clips is not None else _source_audio(segs[0]["source_uri"], endpoint_url, timeout)
         extras = _label_extras(store, config, rec)
         for row in segs:
-            pcm = audio.pcm[round(row["start"] * SAMPLE_RATE):round(row["end"] * SAMPLE_RATE)]
+            if clips is not None:
+                from pipelines.recording import clip_to_float
+
+                pcm = clip_to_float(clips[(row["start"], row["end"])])
+            else:
+                pcm = audio.pcm[round(row["start"] * SAMPLE_RATE):round(row["end"] * SAMPLE_RATE)]
             extra = {**extras.get(row["segment_id"], {}), "licence": licences.get(rec, "unknown")}
             out[row["segment_id"]] = (encode_flac(pcm), extra)
     return out

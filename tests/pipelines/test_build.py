@@ -226,13 +226,23 @@ def test_second_build_processes_only_new_files(local_build, raw, tmp_path):
     extra = tmp_path / "extra"
     generate(extra, minutes=0.3, seed=99, domains=("phone",))
     shutil.copy(next(extra.glob("phone-*.wav")), raw / "phone" / "phone-new.wav")
+    # one recording's clips part is gone (as after a change of segmentation): that file is read again
+    clips = {p.stem: p for p in (Path(store) / "work" / "clips").glob("*/*.parquet")}
+    assert len(clips) == 4
+    gone = sorted({s.key[:20] for s in Release.open(open_store(store), "r1").samples()})[0]
+    clips[gone].unlink()
     try:
         summary = run_build(load_config(None, **_config_dict(raw, str(store), "r2")), progress=False)
     finally:
         (raw / "phone" / "phone-new.wav").unlink()
-    assert summary["ingested_now"] == 1 and summary["recordings_labelled_now"] == 1
-    assert summary["recordings"] == 5
+    assert summary["ingested_now"] == 2 and summary["recordings_labelled_now"] == 1
+    assert summary["recordings"] == 5 and clips[gone].exists()
     assert verify_release(open_store(store), "r2") == []
+
+    def kept_audio(name):
+        return {s.key: s.audio.tobytes() for s in Release.open(open_store(store), name).samples()
+                if s.key.startswith(gone)}
+    assert kept_audio("r2") == kept_audio("r1") != {}, "the re-read recording gives the same audio"
 
 
 def _fixture_roles(fixtures_dir) -> dict[str, str]:
