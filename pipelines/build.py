@@ -33,6 +33,7 @@ and segmentation parameters, so changing them re-segments or relabels.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import logging
 import os
@@ -67,6 +68,8 @@ CLIPS_DIR = "work/clips"
 LABEL_EXTRA_FIELDS = ("language", "language_probability", "temperature", "words", "model_id", "decode_params",
                       "pass_used", "first_pass", "second_pass")
 LABELS_DIR = "work/labels"
+# batches of one recording labelled per call: 8 × batch 8 × ≤ 30 s clips is ≤ 61 MB of float32 speech
+LABEL_CHUNK_BATCHES = 8
 
 
 # --------------------------------------------------------------------------- work parts
@@ -105,35 +108,45 @@ class LabelStage:
         self.store = open_store(clips["store"], endpoint_url=clips.get("endpoint_url"))
 
     def __call__(self, row: dict) -> dict:
-        from pipelines.recording import clip_to_float, read_clips
+        from pipelines.recording import clip_to_float, iter_clips
 
-        stored = read_clips(self.store, f"{self.clips['prefix']}/{row['recording_id']}.parquet")
-        segments = [(start, end) for start, end, _ in stored]
-        pcm = (np.concatenate([clip_to_float(c) for _, _, c in stored]) if stored
-               else np.zeros(0, dtype=np.float32))
-        del stored
+        # a recording's clips are labelled a chunk at a time (a whole number of batches, so every
+        # batch holds the same clips as in one call): the actor's memory follows the chunk, not
+        # the recording's hours of speech
+        chunk = max(1, self.labeler.batch_size) * LABEL_CHUNK_BATCHES
+        out: list[dict] = []
+        stored = iter_clips(self.store, f"{self.clips['prefix']}/{row['recording_id']}.parquet")
+        while piece := list(itertools.islice(stored, chunk)):
+            out += self._label_chunk([(start, end) for start, end, _ in piece],
+                                     [clip_to_float(pcm) for _, _, pcm in piece], row.get("language"))
+        return {**row, "labels": json.dumps(out)}
+
+    def _label_chunk(self, segments: list[tuple[float, float]], audio: list[np.ndarray],
+                     language: str | None) -> list[dict]:
+        pcm = np.concatenate(audio) if audio else np.zeros(0, dtype=np.float32)
         # the clips were concatenated in order: give the labeler their positions in that array
-        clips, offset = [], 0.0
-        for start, end in segments:
-            clips.append((offset, offset + (end - start)))
-            offset += end - start
-        labels = self.labeler.label(pcm, clips, language=row.get("language"))
+        clips, offset = [], 0
+        for clip in audio:
+            clips.append((offset / SAMPLE_RATE, (offset + len(clip)) / SAMPLE_RATE))
+            offset += len(clip)
+        labels = self.labeler.label(pcm, clips, language=language)
         out = []
         for (start, end), (c_start, _), label in zip(segments, clips, labels):
             shift = start - c_start
             words = [{**w, "start": round(w["start"] + shift, 3), "end": round(w["end"] + shift, 3)}
                      for w in label.pop("words")]
             out.append({"start": start, "end": end, **label, "words": words})
-        return {**row, "labels": json.dumps(out)}
+        return out
 
 
 def _cut_and_encode(clips: dict, recording_id: str, segments: list[tuple[str, float, float]]) -> list[bytes]:
     """Ray task: read one recording's clips part and FLAC-encode the given (segment_id, start, end)
     segments as the release stores them (16-bit, the project's float → int16 quantisation)."""
-    from pipelines.recording import clip_to_float, read_clips
+    from pipelines.recording import clip_to_float, cut_clips, iter_clips
 
     store = open_store(clips["store"], endpoint_url=clips.get("endpoint_url"))
-    stored = {(start, end): pcm for start, end, pcm in read_clips(store, f"{clips['prefix']}/{recording_id}.parquet")}
+    stored = cut_clips(iter_clips(store, f"{clips['prefix']}/{recording_id}.parquet"),
+                       [(start, end) for _, start, end in segments])
     out = []
     for sid, start, end in segments:
         if (start, end) not in stored:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,16 +183,38 @@ def write_clips(store: Store, key: str, spool: PcmSpool, segments: list[tuple[fl
     store.put_file(key, path)
 
 
-def read_clips(store: Store, key: str) -> list[tuple[float, float, np.ndarray]]:
-    """A recording's (start, end, int16 samples) from its clips part, in the order written."""
+def iter_clips(store: Store, key: str) -> Iterator[tuple[float, float, np.ndarray]]:
+    """A recording's (start, end, int16 samples) from its clips part, in the order written, one
+    clip decoded at a time (only the part's FLAC bytes are held: about half the int16 size)."""
     import pyarrow.parquet as pq
     import soundfile as sf
 
-    table = pq.read_table(io.BytesIO(store.get_bytes(key)))
-    out = []
-    for start, end, flac in zip(*(table.column(c).to_pylist() for c in ("start", "end", "flac"))):
-        pcm, _ = sf.read(io.BytesIO(flac), dtype="int16", always_2d=False)
-        out.append((start, end, pcm))
+    part = pq.ParquetFile(io.BytesIO(store.get_bytes(key)))
+    for group in range(part.num_row_groups):
+        table = part.read_row_group(group, columns=["start", "end", "flac"])
+        for start, end, flac in zip(*(table.column(c).to_pylist() for c in ("start", "end", "flac"))):
+            pcm, _ = sf.read(io.BytesIO(flac), dtype="int16", always_2d=False)
+            yield start, end, pcm
+
+
+def read_clips(store: Store, key: str) -> list[tuple[float, float, np.ndarray]]:
+    """A recording's (start, end, int16 samples) from its clips part, in the order written."""
+    return list(iter_clips(store, key))
+
+
+def cut_clips(clips: Iterable[tuple[float, float, np.ndarray]],
+              wanted: Iterable[tuple[float, float]]) -> dict[tuple[float, float], np.ndarray]:
+    """The int16 samples of each wanted (start, end), taken from the stored clip that holds it (a
+    whole segment, or a trimmed piece of one): the same samples as cutting the decoded recording at
+    those times. Only the wanted spans are kept, so a recording's clips stream through."""
+    wanted = sorted(set(wanted))
+    out: dict[tuple[float, float], np.ndarray] = {}
+    for c_start, _, pcm in clips:
+        first = round(c_start * SAMPLE_RATE)
+        for start, end in wanted:
+            a, b = _span(start, end)
+            if first <= a and b <= first + len(pcm) and (start, end) not in out:
+                out[(start, end)] = pcm[a - first:b - first].copy()
     return out
 
 

@@ -73,16 +73,18 @@ def _build_config(config: dict) -> BuildConfig | None:
         return None
 
 
-def _stored_clips(store: Store, config: dict, recording_id: str) -> dict[tuple[float, float], object] | None:
-    """The build's clips of a recording, by (start, end), or None when the build's work is gone."""
+def _stored_clips(store: Store, config: dict, recording_id: str,
+                  wanted: list[tuple[float, float]]) -> dict[tuple[float, float], object] | None:
+    """The wanted (start, end) spans of a recording cut from the build's clips, or None when the
+    build's work is gone."""
     from pipelines.build import CLIPS_DIR
-    from pipelines.recording import read_clips
+    from pipelines.recording import cut_clips, iter_clips
 
     build = _build_config(config)
     if build is None:
         return None
     try:
-        return {(a, b): pcm for a, b, pcm in read_clips(store, f"{CLIPS_DIR}/{build.segment_key()}/{recording_id}.parquet")}
+        return cut_clips(iter_clips(store, f"{CLIPS_DIR}/{build.segment_key()}/{recording_id}.parquet"), wanted)
     except ObjectNotFound:
         return None
 
@@ -206,7 +208,7 @@ def _fresh_audio(store: Store, config: dict, rows: list[dict], endpoint_url: str
     build = _build_config(config)
     timeout = build.ingest.read_timeout_s if build else 600.0
     for rec, segs in sorted(by_recording.items()):
-        clips = _stored_clips(store, config, rec)
+        clips = _stored_clips(store, config, rec, [(row["start"], row["end"]) for row in segs])
         if clips is not None and not all((row["start"], row["end"]) in clips for row in segs):
             clips = None
         audio = None if clips is not None else _source_audio(segs[0]["source_uri"], endpoint_url, timeout)

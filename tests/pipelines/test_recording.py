@@ -2,6 +2,7 @@
 give exactly what the whole-array functions give (ids, fingerprints, levels, VAD regions, FLAC)."""
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -17,7 +18,7 @@ from pipelines.asr import speech_timestamps
 from pipelines.config import IngestConfig, SegmentConfig
 from pipelines.fingerprint import fingerprint
 from pipelines.ingest import Ingest, rms_dbfs
-from pipelines.recording import clip_to_float, decode_to_spool, read_clips, spool_rms_dbfs
+from pipelines.recording import clip_to_float, cut_clips, decode_to_spool, read_clips, spool_rms_dbfs
 from pipelines.segment import pack_segments
 from pipelines.sources import list_sources
 from pipelines.vad import speech_regions
@@ -101,3 +102,41 @@ def test_a_recording_without_speech_gets_an_empty_clips_part(tmp_path):
     row = stage(files[0].to_dict())
     assert row["status"] == "ok"
     assert read_clips(open_store(tmp_path / "store"), f"c/{row['recording_id']}.parquet") == []
+
+
+def test_cut_clips_gives_the_recordings_samples_for_segments_and_trimmed_pieces():
+    rng = np.random.default_rng(3)
+    whole = rng.integers(-20000, 20000, 16000 * 12, dtype=np.int16)
+    stored = [(a, b, whole[round(a * 16000):round(b * 16000)]) for a, b in ((1.0, 3.5), (5.25, 9.0))]
+    wanted = [(1.0, 3.5), (1.2345, 2.0), (5.25, 6.001), (8.5, 9.0), (4.0, 4.5), (3.0, 5.5)]
+    got = cut_clips(iter(stored), wanted)
+    assert set(got) == {(1.0, 3.5), (1.2345, 2.0), (5.25, 6.001), (8.5, 9.0)}  # not in any clip: absent
+    for (a, b), pcm in got.items():
+        assert np.array_equal(pcm, whole[round(a * 16000):round(b * 16000)])
+
+
+@pytest.mark.slow
+def test_labelling_a_recording_in_chunks_gives_the_labels_of_one_call(long_file, tmp_path, monkeypatch):
+    """The label actor's memory follows a chunk of clips, not the recording: chunks of whole
+    batches give exactly the labels of labelling every clip in one call."""
+    from pipelines import build
+    from pipelines.recording import write_clips
+
+    got = decode_to_spool(long_file, tmp_path / "pcm", name="long", max_seconds=None)
+    try:
+        whole = got.spool.load(0, got.spool.samples)
+        # short segments, so that this recording has more clips than one batch of 2
+        segments = pack_segments(speech_timestamps(whole), len(whole) / 16000, min_seconds=1.0, max_seconds=4.0,
+                                 max_gap=0.3, pad=0.1)
+        store = open_store(tmp_path / "store")
+        write_clips(store, "c/rec.parquet", got.spool, segments, str(tmp_path))
+    finally:
+        got.spool.close()
+    assert len(segments) > 5
+    stage = build.LabelStage({"model": "tiny.en", "device": "cpu", "batch_size": 2, "cpu_threads": 2},
+                             {"store": str(tmp_path / "store"), "prefix": "c"})
+    monkeypatch.setattr(build, "LABEL_CHUNK_BATCHES", 1)  # chunks of 2 clips
+    chunked = stage({"recording_id": "rec", "language": "en"})["labels"]
+    monkeypatch.setattr(build, "LABEL_CHUNK_BATCHES", 10 ** 6)  # every clip in one call
+    assert stage({"recording_id": "rec", "language": "en"})["labels"] == chunked
+    assert [(label["start"], label["end"]) for label in json.loads(chunked)] == segments
