@@ -106,6 +106,16 @@ class ModelConfig(_Strict):
         None, description="[low, high] first-pass avg_logprob: such segments are decoded again alone with beam "
                           "search and temperature fallback (both results kept); null: off")
     second_pass_beam_size: int = Field(5, ge=1, le=16)
+    language_id: bool = Field(True, description="multilingual models: detect the language of every segment "
+                              "(an English-only model labels everything 'en')")
+    phrase_language_id: bool = Field(True, description="multilingual models: also detect the language of each "
+                                     "phrase (words between pauses) of a segment, so a foreign sentence is cut out")
+    agreement_model: str | None = Field(None, description="a second model whose label is compared with the first "
+                                        "(agreement_cer); null: off")
+    agreement_when: Literal["uncertain", "all"] = Field(
+        "uncertain", description="uncertain: only segments whose mean word probability is below "
+                                 "agreement_max_word_prob get a second opinion; all: every segment")
+    agreement_max_word_prob: float = Field(0.8, ge=0, le=1)
 
     @model_validator(mode="after")
     def _band(self):
@@ -119,7 +129,8 @@ class FilterConfig(_Strict):
     max_no_speech_prob: float = Field(0.6, ge=0, le=1)
     max_compression_ratio: float = Field(2.4, gt=0)
     min_chars_per_second: float = Field(3.0, ge=0)
-    max_chars_per_second: float = Field(30.0, gt=0)
+    max_chars_per_second: float = Field(25.0, gt=0, description="more characters per second than people speak "
+                                        "(about 15 in English): chars_per_second_high")
     min_seconds: float = Field(1.0, ge=0)
     max_seconds: float = Field(30.5, gt=0)
     max_word_repeats: int = Field(4, ge=1, description="the same word more than this many times in a row: repetition")
@@ -129,6 +140,23 @@ class FilterConfig(_Strict):
                                       "below this (0: off); catches speech in a language the model does not know")
     min_language_probability: float = Field(0.5, ge=0, le=1, description="a detected language that differs from "
                                             "the declared one rejects the segment when its probability is at least this")
+    # hallucination rules (pipelines/hallucination.py)
+    min_unique_word_ratio: float = Field(0.3, ge=0, le=1, description="distinct/all words below this: "
+                                         "low_unique_word_ratio (0: off)")
+    unique_ratio_min_words: int = Field(10, ge=1, description="the unique-word rule judges labels this long or longer")
+    max_word_chars: int = Field(25, ge=1, description="a word longer than this: long_word")
+    phantom_max_dbfs: float = Field(-45.0, le=0, description="a phantom phrase on a clip quieter than this (RMS "
+                                    "dBFS): phantom_phrase")
+    phantom_min_no_speech_prob: float = Field(0.3, ge=0, le=1, description="... or whose no_speech_prob is above this")
+    # trimming (pipelines/trim.py)
+    trim: bool = Field(True, description="cut segments at weak-word runs and language switches into pieces")
+    trim_word_prob: float = Field(0.4, ge=0, le=1, description="a word below this probability is weak (0: off)")
+    trim_min_weak_words: int = Field(2, ge=1, description="this many weak words in a row are cut out")
+    trim_max_gap: float = Field(2.0, ge=0, description="a pause between words longer than this (seconds) is cut "
+                                "out as unlabelled_gap (0: off)")
+    # agreement (pipelines/agreement.py)
+    max_agreement_cer: float = Field(1.0, ge=0, le=1, description="CER between the first label and the second "
+                                     "opinion above this: disagreement (1: off)")
     min_confidence: float = Field(0.0, ge=0, le=1, description="reject below this combined confidence (0: off)")
     confidence_model: dict | None = Field(None, description="logistic model fitted by `stt-corpus calibrate`")
 

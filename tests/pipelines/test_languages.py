@@ -1,0 +1,80 @@
+"""The offline multilingual ``base`` model: resolved by name, names the language of each segment
+and of each phrase, labels non-English sources in their own language."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from corpus.audio import decode
+from corpus.text import char_error_rate
+from pipelines.asr import WhisperLabeler, speech_timestamps
+from pipelines.config import FilterConfig
+from pipelines.filter import decide
+from pipelines.models import BASE_SHA256, assemble_base, resolve_model
+from pipelines.trim import pieces
+
+pytestmark = pytest.mark.slow
+
+# fixture → (declared language, reference); CER ceilings measured on this model with margin
+FOREIGN = {
+    "leopard/test_es.wav": ("es", "Las arenas son blanquecinas de grano medio y tiene muy poca asistencia.", 0.3),
+    "leopard/test_de.wav": ("de", "Der hinter diesem Portal liegenden Raum wurde als Leichenhalle genutzt.", 0.3),
+    "leopard/test_fr.wav": ("fr", "Sous le consulat il devient conservateur des eaux et forêts et conseiller général.", 0.3),
+    "DeepSpeech/ru.wav": ("ru", "бедняга ребят на его месте должен был быть я", 0.3),
+    "pisets/test_sound_ru.wav": ("ru", "нейронные сети это хорошо", 0.3),
+}
+
+
+@pytest.fixture(scope="module")
+def base():
+    return WhisperLabeler(model="base", batch_size=4)
+
+
+def test_base_is_assembled_once_offline_and_checked(tmp_path):
+    first = assemble_base(tmp_path)
+    assert first.name == f"base-{BASE_SHA256[:12]}" and (first / "model.bin").stat().st_size == 2 * 72608766
+    mtime = (first / "model.bin").stat().st_mtime_ns
+    assert assemble_base(tmp_path) == first and (first / "model.bin").stat().st_mtime_ns == mtime
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".base-")], "no temporary copy left behind"
+    assert resolve_model("base").endswith(first.name)
+
+
+def test_base_names_the_language_and_labels_in_it(base, fixtures_dir):
+    assert base.multilingual
+    cers = {}
+    for name, (lang, reference, ceiling) in FOREIGN.items():
+        audio = decode(fixtures_dir / name)
+        speech = speech_timestamps(audio.pcm)
+        clip = [(max(0.0, speech[0][0] - 0.2), min(audio.duration, speech[-1][1] + 0.2))]
+        for declared in ("auto", lang):
+            (label,) = base.label(audio.pcm, clip, language=declared)
+            assert label["language"] == lang and label["language_probability"] >= 0.9, (name, label["language"])
+            assert label["decode_language"] == lang
+            cers[(name, declared)] = cer = char_error_rate(reference, label["text"])
+            assert cer <= ceiling, (name, declared, label["text"], cer)
+        row = {"start": clip[0][0], "end": clip[0][1], **label, "declared_language": "en"}
+        assert "language_mismatch" in decide(row, FilterConfig())[1], "declared English, spoken " + lang
+    print("CER per fixture:", {k: round(v, 3) for k, v in cers.items()})
+
+
+def test_a_foreign_sentence_inside_english_is_cut_out(base, fixtures_dir):
+    english = decode(fixtures_dir / "leopard" / "test.wav").pcm
+    german = decode(fixtures_dir / "leopard" / "test_de.wav").pcm
+    gap = np.zeros(12000, dtype=np.float32)
+    pcm = np.concatenate([english, gap, german, gap, english])
+    (label,) = base.label(pcm, [(0.0, len(pcm) / 16000)], language="en")
+    # base decoding in English writes nothing for the German: a long wordless stretch, cut out;
+    # its English phrases are judged English one by one
+    assert {lang for *_, lang, _p in json.loads(label["phrase_languages"])} == {"en"}
+    label = {**label, "start": 0.0, "end": len(pcm) / 16000}
+    got = pieces(label, FilterConfig(), "en")
+    reasons = [p["trim_reason"] for p in got]
+    assert {"language_mismatch", "unlabelled_gap"} & set(reasons) and reasons[0] is None and reasons[-1] is None, reasons
+    german_span = (len(english) + len(gap)) / 16000, (len(english) + len(gap) + len(german)) / 16000
+    for p in got:
+        mid = (p["start"] + p["end"]) / 2
+        if p["trim_reason"] is None:
+            assert not german_span[0] + 0.5 < mid < german_span[1] - 0.5, "no kept piece inside the German"
+            assert decide(p, FilterConfig())[0] == "keep", p
