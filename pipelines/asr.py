@@ -106,6 +106,8 @@ class WhisperLabeler:
         self.clips_decoded = 0
         self.second_passes = 0
         self.languages_detected = 0
+        self.language_seconds = 0.0  # of which phrase_language_seconds on phrases
+        self.phrase_language_seconds = 0.0
         self.second_opinions = 0
         self._second: WhisperLabeler | None = None
         if self.agreement_model is not None:
@@ -193,13 +195,23 @@ class WhisperLabeler:
             return None
         audio = [pcm[max(0, round((words[a]["start"] - 0.05) * SAMPLE_RATE)):round((words[b - 1]["end"] + 0.05) * SAMPLE_RATE)]
                  for a, b in spans]
+        import time
+
+        start = time.perf_counter()
         found = self.languages(audio)
+        self.phrase_language_seconds += time.perf_counter() - start
         return json.dumps([[a, b, lang, round(prob, 4)] for (a, b), (lang, prob, _) in zip(spans, found)])
 
     def languages(self, clips: list[np.ndarray]) -> list[tuple[str, float, dict[str, float]]]:
         """The spoken language of each 16 kHz clip (multilingual models only)."""
+        import time
+
+        start = time.perf_counter()
         self.languages_detected += len(clips)
-        return langid.detect(self._model, clips)
+        try:
+            return langid.detect(self._model, clips)
+        finally:
+            self.language_seconds += time.perf_counter() - start
 
     def _decode(self, clips: list[np.ndarray], language: str | None) -> list[dict]:
         """Clips decoded in batches, in one language; word times relative to each clip's start."""
