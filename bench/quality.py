@@ -101,7 +101,7 @@ def gold_words(truth: list[dict]) -> dict[str, list[tuple[float, str, str]]]:
 def score(row: dict, words: list, truth: list[dict]) -> dict:
     file = row["source_uri"].rsplit("/", 1)[-1]
     dur = row["end"] - row["start"]
-    foreign = any(t["file"] == file and t["language"] != "en"
+    foreign = any(t["file"] == file and t.get("language", "en") != "en"
                   and min(row["end"], t["end"]) - max(row["start"], t["start"]) >= 0.5 for t in truth)
     hyp = normalize_text(row["text"] or "")
     if file.startswith("nospeech"):
@@ -140,26 +140,41 @@ def main() -> int:
     parser.add_argument("--holdout-dir", help="bench/holdout.py output to use instead of generating")
     parser.add_argument("--fixtures", default=str(Path(__file__).resolve().parents[2] / "shared/fixtures/audio"))
     parser.add_argument("--json", help="write every figure here too")
+    parser.add_argument("--labels-cache", help="labels and timings saved here, and read back when present "
+                        "(to re-score without decoding again; the timings are the first run's)")
+    parser.add_argument("--rows", help="write every manifest row, scored, here (JSON lines)")
     args = parser.parse_args()
     raw = Path(args.holdout_dir) if args.holdout_dir else Path(tempfile.mkdtemp(prefix="bench-quality-")) / "holdout"
     if not args.holdout_dir:
         generate(raw)
     truth = [json.loads(line) for line in (raw / "truth.jsonl").read_text().splitlines() if line.strip()]
     words = gold_words(truth)
-    segs = segments_of(sorted(raw.glob("*.wav")))
+    segs = segments_of(sorted(p for p in raw.iterdir() if p.suffix in (".wav", ".flac")))
     audio_s = sum(a.duration for _f, a, _s in segs.values())
     print(f"hold-out: {len(segs)} files, {audio_s / 60:.1f} min, {len(truth)} sentences "
-          f"({sum(t['language'] != 'en' for t in truth)} foreign), {sum(len(s) for *_, s in segs.values())} segments")
+          f"({sum(t.get('language', 'en') != 'en' for t in truth)} foreign), {sum(len(s) for *_, s in segs.values())} segments")
 
-    tiny = WhisperLabeler(model="tiny.en", batch_size=8)
-    tiny_labels, tiny_s = label_all(segs, tiny)
-    base = WhisperLabeler(model="base", batch_size=8)
-    base_labels, base_s = label_all(segs, base)
-    uncertain = {rid: [i for i, lab in labs.items()
-                       if agreement.needs_second_opinion(lab, when="uncertain", max_word_prob=0.8)]
-                 for rid, labs in base_labels.items()}
-    second = WhisperLabeler(model="tiny.en", batch_size=8)
-    second_labels, second_s = label_all(segs, second, only=uncertain)
+    cache = Path(args.labels_cache) if args.labels_cache else None
+    if cache and cache.exists():
+        saved = json.loads(cache.read_text())
+        back = lambda d: {rid: {int(i): lab for i, lab in labs.items()} for rid, labs in d.items()}  # noqa: E731
+        tiny_labels, base_labels, second_labels = (back(saved[k]) for k in ("tiny", "base", "second"))
+        tiny_s, base_s, second_s, lang_s, phrase_s = saved["seconds"]
+        uncertain = {rid: sorted(labs) for rid, labs in second_labels.items()}
+    else:
+        tiny = WhisperLabeler(model="tiny.en", batch_size=8)
+        tiny_labels, tiny_s = label_all(segs, tiny)
+        base = WhisperLabeler(model="base", batch_size=8)
+        base_labels, base_s = label_all(segs, base)
+        lang_s, phrase_s = base.language_seconds, base.phrase_language_seconds
+        uncertain = {rid: [i for i, lab in labs.items()
+                           if agreement.needs_second_opinion(lab, when="uncertain", max_word_prob=0.8)]
+                     for rid, labs in base_labels.items()}
+        second = WhisperLabeler(model="tiny.en", batch_size=8)
+        second_labels, second_s = label_all(segs, second, only=uncertain)
+        if cache:
+            cache.write_text(json.dumps({"tiny": tiny_labels, "base": base_labels, "second": second_labels,
+                                         "seconds": [tiny_s, base_s, second_s, lang_s, phrase_s]}))
     agree_all = {rid: {i: {**lab, "agreement_cer": agreement.disagreement(lab["text"], tiny_labels[rid][i]["text"])}
                        for i, lab in labs.items()} for rid, labs in base_labels.items()}
     agree_unc = {rid: {i: {**lab, "agreement_cer": agreement.disagreement(lab["text"], second_labels[rid][i]["text"])
@@ -183,6 +198,12 @@ def main() -> int:
         rows = manifest(segs, labels, filt, raw)
         for r in rows:
             r.update(score(r, words.get(r["source_uri"].rsplit("/", 1)[-1], []), truth))
+        if args.rows:
+            with open(args.rows, "a") as out:
+                for r in rows:
+                    lab = r.get("_label") or {}
+                    out.write(json.dumps({"config": name, **{k: v for k, v in r.items() if k != "_label"},
+                                          "phrase_languages": lab.get("phrase_languages")}, default=str) + "\n")
         results[name] = {}
         for dom in [*domains, "overall"]:
             sub = [r for r in rows if dom == "overall" or r["domain"] == dom]
@@ -203,7 +224,6 @@ def main() -> int:
         cer[lang] = char_error_rate(" ".join(refs), " ".join(hyps))
         print(f"  {lang}: CER {cer[lang]:.3f}  ({' | '.join(hyps)})")
 
-    lang_s, phrase_s = base.language_seconds, base.phrase_language_seconds
     decode_s = base_s - lang_s
     unc_audio = sum(segs[rid][2][i][1] - segs[rid][2][i][0] for rid, idx in uncertain.items() for i in idx)
     cost = {"tiny.en first pass": (tiny_s, tiny_s), "base first pass (decode only)": (decode_s, decode_s),

@@ -139,3 +139,16 @@ def test_trim_cuts_out_a_long_stretch_with_no_words():
     assert [p["trim_reason"] for p in got] == [None, "unlabelled_gap", None]
     assert got[1]["text"] == "" and got[1]["start"] >= words[-1]["end"] and got[1]["end"] <= later[0]["start"]
     assert [decide(p, T)[0] for p in got] == ["keep", "reject", "keep"]
+
+
+def test_agreement_signal():
+    from pipelines.agreement import disagreement, needs_second_opinion
+
+    assert disagreement("The train left at 5.", "the train left at five") == 0.0
+    assert 0 < disagreement("the train left the station", "the rain left the nation") < 0.3
+    assert disagreement("", "") == 0.0 and disagreement("words", "") == 1.0
+    sure = {"avg_logprob": -0.1, "words": [{"probability": 0.95}, {"probability": 0.9}]}
+    unsure = {"avg_logprob": -0.6, "words": [{"probability": 0.95}, {"probability": 0.3}]}
+    assert not needs_second_opinion(sure, when="uncertain", max_word_prob=0.8)
+    assert needs_second_opinion(unsure, when="uncertain", max_word_prob=0.8)
+    assert needs_second_opinion(sure, when="all", max_word_prob=0.8)
