@@ -142,6 +142,8 @@ def main() -> int:
     parser.add_argument("--json", help="write every figure here too")
     parser.add_argument("--labels-cache", help="labels and timings saved here, and read back when present "
                         "(to re-score without decoding again; the timings are the first run's)")
+    parser.add_argument("--relabel-base", action="store_true", help="with --labels-cache: decode with base again "
+                        "(tiny.en labels and the second opinions are reused)")
     parser.add_argument("--rows", help="write every manifest row, scored, here (JSON lines)")
     args = parser.parse_args()
     raw = Path(args.holdout_dir) if args.holdout_dir else Path(tempfile.mkdtemp(prefix="bench-quality-")) / "holdout"
@@ -161,6 +163,12 @@ def main() -> int:
         tiny_labels, base_labels, second_labels = (back(saved[k]) for k in ("tiny", "base", "second"))
         tiny_s, base_s, second_s, lang_s, phrase_s = saved["seconds"]
         uncertain = {rid: sorted(labs) for rid, labs in second_labels.items()}
+        if args.relabel_base:
+            base = WhisperLabeler(model="base", batch_size=8)
+            base_labels, base_s = label_all(segs, base)
+            lang_s, phrase_s = base.language_seconds, base.phrase_language_seconds
+            cache.write_text(json.dumps({"tiny": tiny_labels, "base": base_labels, "second": second_labels,
+                                         "seconds": [tiny_s, base_s, second_s, lang_s, phrase_s]}))
     else:
         tiny = WhisperLabeler(model="tiny.en", batch_size=8)
         tiny_labels, tiny_s = label_all(segs, tiny)
@@ -181,6 +189,18 @@ def main() -> int:
                            if i in second_labels[rid] else None} for i, lab in labs.items()}
                  for rid, labs in base_labels.items()}
 
+    # P(declared language) of every judged phrase, by seconds: what min_declared_language_probability cuts
+    phr = []
+    for rid, labs in base_labels.items():
+        for lab in labs.values():
+            for a, b, _lang, _p, *rest in json.loads(lab.get("phrase_languages") or "[]"):
+                if rest and rest[0] is not None:
+                    w = lab["words"]
+                    phr.append((rest[0], w[b - 1]["end"] - w[a]["start"], w[a]["start"], w[b - 1]["end"], rid))
+    if phr:
+        total = sum(d for _, d, *_ in phr)
+        cuts = {q: sum(d for p, d, *_ in phr if p < q) / total for q in (0.05, 0.1, 0.2, 0.3, 0.5)}
+        print("phrase seconds with P(declared) below: " + ", ".join(f"{q}: {v:.1%}" for q, v in cuts.items()))
     configs = [("tiny.en, field defaults", tiny_labels, FilterConfig(**FIELD)),
                ("tiny.en, today's defaults", tiny_labels, FilterConfig(**TODAY)),
                ("tiny.en, new defaults", tiny_labels, FilterConfig()),

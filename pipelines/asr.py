@@ -149,7 +149,10 @@ class WhisperLabeler:
             result["decode_language"] = decode_as[i] or result["language"]
             if detected is not None:
                 result["language"], result["language_probability"] = detected[i][0], round(detected[i][1], 4)
-                result["language_probs"] = json.dumps({k: round(v, 4) for k, v in detected[i][2].items()})
+                top = dict(sorted(detected[i][2].items(), key=lambda kv: -kv[1])[:5])
+                if declared is not None:
+                    top[declared] = detected[i][2].get(declared, 0.0)
+                result["language_probs"] = json.dumps({k: round(v, 4) for k, v in top.items()})
         for clip, result in zip(audio, results):
             rms = float(np.sqrt(np.mean(np.square(clip, dtype=np.float64)))) if clip.size else 0.0
             result["rms_dbfs"] = round(20 * np.log10(max(rms, 1e-10)), 2)
@@ -157,7 +160,7 @@ class WhisperLabeler:
             self._agree(pcm, clips, results, declared)
         if detected is not None and self.phrase_language_id:
             for result in results:
-                result["phrase_languages"] = self._phrase_languages(pcm, result["words"])
+                result["phrase_languages"] = self._phrase_languages(pcm, result["words"], declared)
         if self.second_pass_band is not None:
             lo, hi = self.second_pass_band
             for i, (start, _end) in enumerate(clips):
@@ -187,8 +190,9 @@ class WhisperLabeler:
             results[i]["agreement_cer"] = agreement.disagreement(results[i]["text"], other["text"])
             results[i]["agreement_text"] = other["text"]
 
-    def _phrase_languages(self, pcm: np.ndarray, words: list[dict]) -> str | None:
-        """JSON [[first word, last word + 1, language, probability], …] of a clip's phrases."""
+    def _phrase_languages(self, pcm: np.ndarray, words: list[dict], declared: str | None) -> str | None:
+        """JSON [[first word, last word + 1, language, probability, P(declared)], …] of a clip's phrases
+        (P(declared): the probability of the source's declared language; None for 'auto')."""
         spans = [(a, b) for a, b in langid.phrases(words)
                  if words[b - 1]["end"] - words[a]["start"] >= self.phrase_min_seconds]
         if len(langid.phrases(words)) < 2 or not spans:
@@ -200,7 +204,8 @@ class WhisperLabeler:
         start = time.perf_counter()
         found = self.languages(audio)
         self.phrase_language_seconds += time.perf_counter() - start
-        return json.dumps([[a, b, lang, round(prob, 4)] for (a, b), (lang, prob, _) in zip(spans, found)])
+        return json.dumps([[a, b, lang, round(prob, 4), round(probs.get(declared, 0.0), 4) if declared else None]
+                           for (a, b), (lang, prob, probs) in zip(spans, found)])
 
     def languages(self, clips: list[np.ndarray]) -> list[tuple[str, float, dict[str, float]]]:
         """The spoken language of each 16 kHz clip (multilingual models only)."""

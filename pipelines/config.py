@@ -160,6 +160,11 @@ class FilterConfig(_Strict):
     # of bad segments with base from 11% to 0% (docs/PERFORMANCE.md)
     max_agreement_cer: float = Field(0.25, ge=0, le=1, description="CER between the first label and the second "
                                      "opinion above this: disagreement (1: off)")
+    # 0.1: on gen-audio (calibration, English only) 3.9% of phrase seconds have P(en) below it
+    # (1.2% below 0.05, 7.2% below 0.2); see docs/PERFORMANCE.md
+    min_declared_language_probability: float = Field(
+        0.1, ge=0, le=1, description="a phrase whose probability of being in the declared language is below this "
+                                     "is cut out as language_mismatch (0: off)")
     min_confidence: float = Field(0.0, ge=0, le=1, description="reject below this combined confidence (0: off)")
     confidence_model: dict | None = Field(None, description="logistic model fitted by `stt-corpus calibrate`")
 

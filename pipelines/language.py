@@ -20,7 +20,7 @@ MIN_FRAMES = 300
 
 
 def detect(model, clips: list[np.ndarray]) -> list[tuple[str, float, dict[str, float]]]:
-    """(language, probability, {language: probability} of the top 5) for each 16 kHz clip.
+    """(language, probability, {language: probability} of every language) for each 16 kHz clip.
 
     ``model`` is a loaded ``faster_whisper.WhisperModel`` of a multilingual model."""
     from faster_whisper.audio import pad_or_trim
@@ -38,7 +38,7 @@ def detect(model, clips: list[np.ndarray]) -> list[tuple[str, float, dict[str, f
         frames = min(fe.nb_max_frames, max(MIN_FRAMES, feats.shape[-1] + feats.shape[-1] % 2))
         encoded = model.encode(pad_or_trim(feats, frames)[None].astype(np.float32))
         probs = [(token[2:-2], float(p)) for token, p in model.model.detect_language(encoded)[0]]
-        out.append((probs[0][0], probs[0][1], dict(probs[:5])))
+        out.append((probs[0][0], probs[0][1], dict(probs)))
     return out
 
 

@@ -4,7 +4,9 @@ A segment's words (times and probabilities from the decoder, and for a multiling
 language of each phrase, from :mod:`pipelines.language`) are marked weak where a run of at least
 ``trim_min_weak_words`` words has probability below ``trim_word_prob``, and foreign where a
 phrase's detected language differs from the source's declared one (probability at least
-``min_language_probability``). The segment is cut at the edges of these runs:
+``min_language_probability``) or the declared language itself is unlikely (probability below
+``min_declared_language_probability``: on degraded audio the top language of a foreign phrase is
+often below 0.5, but the declared one is lower still). The segment is cut at the edges of these runs:
 
 - every run of sound words becomes a piece, a label of its own (its words, its text, signals
   recomputed from its words), filtered like any segment (so a short piece is ``too_short``);
@@ -47,8 +49,11 @@ def word_flags(label: dict, t, declared: str | None) -> list[str | None]:
                 flags[i:j] = ["low_word_prob_run"] * (j - i)
             i = max(j, i + 1)
     if declared and declared != "auto":
-        for first, last, lang, prob in json.loads(label.get("phrase_languages") or "[]"):
-            if lang != declared and prob >= t.min_language_probability:
+        for first, last, lang, prob, *rest in json.loads(label.get("phrase_languages") or "[]"):
+            p_declared = rest[0] if rest else None
+            other = lang != declared and prob >= t.min_language_probability
+            unlikely = p_declared is not None and p_declared < t.min_declared_language_probability
+            if other or unlikely:
                 flags[first:last] = ["language_mismatch"] * (last - first)
     return flags
 
@@ -56,7 +61,7 @@ def word_flags(label: dict, t, declared: str | None) -> list[str | None]:
 def word_languages(label: dict) -> list[tuple[str, float] | None]:
     """Per word: (language, probability) of the phrase it belongs to, None where not judged."""
     out: list[tuple[str, float] | None] = [None] * len(label.get("words") or [])
-    for first, last, lang, prob in json.loads(label.get("phrase_languages") or "[]"):
+    for first, last, lang, prob, *_ in json.loads(label.get("phrase_languages") or "[]"):
         out[first:last] = [(lang, prob)] * (last - first)
     return out
 

@@ -78,3 +78,18 @@ def test_a_foreign_sentence_inside_english_is_cut_out(base, fixtures_dir):
         if p["trim_reason"] is None:
             assert not german_span[0] + 0.5 < mid < german_span[1] - 0.5, "no kept piece inside the German"
             assert decide(p, FilterConfig())[0] == "keep", p
+
+
+def test_a_second_opinion_agrees_on_clear_speech_and_is_asked_only_when_unsure(fixtures_dir):
+    jfk = decode(fixtures_dir / "faster-whisper" / "jfk.flac")
+    clip = [(0.0, jfk.duration)]
+    every = WhisperLabeler(model="base", batch_size=4, agreement_model="tiny.en", agreement_when="all")
+    (label,) = every.label(jfk.pcm, clip, language="en")
+    assert every.second_opinions == 1 and label["agreement_cer"] <= 0.1, (label["text"], label["agreement_text"])
+    assert "ask not what your country" in label["agreement_text"].lower()
+    unsure = WhisperLabeler(model="base", batch_size=4, agreement_model="tiny.en", agreement_max_word_prob=0.0)
+    (label,) = unsure.label(jfk.pcm, clip, language="en")
+    assert unsure.second_opinions == 0 and label["agreement_cer"] is None, "a confident label is not decoded twice"
+    german = decode(fixtures_dir / "leopard" / "test_de.wav")
+    (label,) = every.label(german.pcm, [(0.0, german.duration)], language="de")
+    assert label["agreement_cer"] is None, "an English-only second opinion says nothing about German"
