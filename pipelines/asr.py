@@ -153,14 +153,6 @@ class WhisperLabeler:
                 if declared is not None:
                     top[declared] = detected[i][2].get(declared, 0.0)
                 result["language_probs"] = json.dumps({k: round(v, 4) for k, v in top.items()})
-        for clip, result in zip(audio, results):
-            rms = float(np.sqrt(np.mean(np.square(clip, dtype=np.float64)))) if clip.size else 0.0
-            result["rms_dbfs"] = round(20 * np.log10(max(rms, 1e-10)), 2)
-        if self._second is not None:
-            self._agree(pcm, clips, results, declared)
-        if detected is not None and self.phrase_language_id:
-            for result in results:
-                result["phrase_languages"] = self._phrase_languages(pcm, result["words"], declared)
         if self.second_pass_band is not None:
             lo, hi = self.second_pass_band
             for i, (start, _end) in enumerate(clips):
@@ -170,25 +162,33 @@ class WhisperLabeler:
                     second.update({k: first.get(k) for k in ("language", "language_probability", "language_probs",
                                                             "decode_language")})
                     results[i] = self._pick(first, second)
+        for clip, result in zip(audio, results):
+            rms = float(np.sqrt(np.mean(np.square(clip, dtype=np.float64)))) if clip.size else 0.0
+            result["rms_dbfs"] = round(20 * np.log10(max(rms, 1e-10)), 2)
+        if self._second is not None:
+            self._agree(pcm, clips, results, [d or r["language"] for d, r in zip(decode_as, results)])
+        if detected is not None and self.phrase_language_id:
+            for result in results:
+                result["phrase_languages"] = self._phrase_languages(pcm, result["words"], declared)
         return results
 
-    def _agree(self, pcm, clips, results, declared: str | None) -> None:
+    def _agree(self, pcm, clips, results, languages: list[str]) -> None:
+        """A second opinion (agreement_cer) on the clips the first pass is unsure of, in their language."""
         from pipelines import agreement
 
         for result in results:
             result["agreement_cer"] = None
-        lang = declared or "en"
-        if not self._second.multilingual and lang != "en":
-            return  # an English-only second opinion says nothing about other languages
         todo = [i for i, r in enumerate(results)
-                if agreement.needs_second_opinion(r, when=self.agreement_when, max_word_prob=self.agreement_max_word_prob)]
-        if not todo:
-            return
-        second = self._second.label(pcm, [clips[i] for i in todo], language=lang)
-        self.second_opinions += len(todo)
-        for i, other in zip(todo, second):
-            results[i]["agreement_cer"] = agreement.disagreement(results[i]["text"], other["text"])
-            results[i]["agreement_text"] = other["text"]
+                if agreement.needs_second_opinion(r, when=self.agreement_when, max_word_prob=self.agreement_max_word_prob)
+                # an English-only second opinion says nothing about other languages
+                and (self._second.multilingual or languages[i] == "en")]
+        for lang in dict.fromkeys(languages[i] for i in todo):
+            idx = [i for i in todo if languages[i] == lang]
+            second = self._second.label(pcm, [clips[i] for i in idx], language=lang)
+            self.second_opinions += len(idx)
+            for i, other in zip(idx, second):
+                results[i]["agreement_cer"] = agreement.disagreement(results[i]["text"], other["text"])
+                results[i]["agreement_text"] = other["text"]
 
     def _phrase_languages(self, pcm: np.ndarray, words: list[dict], declared: str | None) -> str | None:
         """JSON [[first word, last word + 1, language, probability, P(declared)], …] of a clip's phrases

@@ -80,7 +80,7 @@ def decide(row: dict, t) -> tuple[str, list[str]]:
     if duration > t.max_seconds:
         reasons.append("too_long")
     declared, detected = row.get("declared_language"), row.get("language")
-    if (declared and detected and detected != declared
+    if (declared and declared != "auto" and detected and detected != declared
             and (row.get("language_probability") or 0.0) >= t.min_language_probability):
         reasons.append("language_mismatch")
     if t.min_mean_word_prob > 0 and text and row.get("mean_word_prob") is not None \

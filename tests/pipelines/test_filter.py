@@ -48,6 +48,7 @@ def test_a_detected_language_other_than_the_declared_one_is_rejected():
     assert decide(row, T) == ("reject", ["language_mismatch"])
     assert decide({**row, "language_probability": 0.3}, T)[0] == "keep", "an unsure detection decides nothing"
     assert decide({**row, "language": "en"}, T)[0] == "keep"
+    assert decide({**row, "declared_language": "auto"}, T)[0] == "keep", "an 'auto' source keeps what is detected"
 
 
 def test_low_mean_word_probability_is_rejected():

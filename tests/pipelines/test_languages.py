@@ -67,7 +67,7 @@ def test_a_foreign_sentence_inside_english_is_cut_out(base, fixtures_dir):
     (label,) = base.label(pcm, [(0.0, len(pcm) / 16000)], language="en")
     # base decoding in English writes nothing for the German: a long wordless stretch, cut out;
     # its English phrases are judged English one by one
-    assert {lang for *_, lang, _p in json.loads(label["phrase_languages"])} == {"en"}
+    assert {phrase[2] for phrase in json.loads(label["phrase_languages"])} == {"en"}
     label = {**label, "start": 0.0, "end": len(pcm) / 16000}
     got = pieces(label, FilterConfig(), "en")
     reasons = [p["trim_reason"] for p in got]
@@ -93,3 +93,37 @@ def test_a_second_opinion_agrees_on_clear_speech_and_is_asked_only_when_unsure(f
     german = decode(fixtures_dir / "leopard" / "test_de.wav")
     (label,) = every.label(german.pcm, [(0.0, german.duration)], language="de")
     assert label["agreement_cer"] is None, "an English-only second opinion says nothing about German"
+
+
+def test_a_build_with_the_defaults_labels_each_language_and_rejects_the_undeclared(fixtures_dir, tmp_path):
+    """The shipped defaults (base, language per segment, tiny.en second opinion) in a real Ray build."""
+    from corpus.release import Release
+    from corpus.store import open_store
+    from pipelines.build import run_build
+    from pipelines.config import load_config
+
+    leopard = str(fixtures_dir / "leopard")
+    # each file in one source only (a file under two sources is one recording, deduplicated)
+    config = load_config(None, release="langs", store=str(tmp_path / "store"), resources={"num_cpus": 2},
+                         sources=[{"uri": leopard, "domain": "english", "language": "en", "include": "test.wav"},
+                                  {"uri": leopard, "domain": "declared_en", "language": "en", "include": "test_es.wav"},
+                                  {"uri": leopard, "domain": "declared_de", "language": "de", "include": "test_de.wav"},
+                                  {"uri": leopard, "domain": "auto", "language": "auto", "include": "test_fr.wav"},
+                                  {"uri": str(fixtures_dir / "DeepSpeech"), "domain": "auto", "language": "auto",
+                                   "include": "ru.wav"}])
+    assert config.model.name == "base" and config.model.agreement_model == "tiny.en"
+    run_build(config, progress=False)
+    rows = Release.open(open_store(str(tmp_path / "store")), "langs").manifest().to_pylist()
+    by: dict[str, list[dict]] = {}
+    for r in rows:  # a file's segments, or the pieces trimming cut them into
+        by.setdefault(r["source_uri"].rsplit("/", 1)[-1], []).append(r)
+
+    def kept_text(name):
+        return " ".join(r["text"] for r in sorted(by[name], key=lambda r: r["start"]) if r["decision"] == "keep").lower()
+
+    assert "quilter" in kept_text("test.wav")
+    assert all(r["language"] == "es" and r["decision"] == "reject" and "language_mismatch" in r["reasons"]
+               for r in by["test_es.wav"]), by["test_es.wav"]
+    assert {r["language"] for r in by["test_de.wav"]} == {"de"} and "genutzt" in kept_text("test_de.wav")
+    for name, lang, word in (("test_fr.wav", "fr", "consulat"), ("ru.wav", "ru", "месте")):
+        assert {r["language"] for r in by[name]} == {lang} and word in kept_text(name), by[name]
