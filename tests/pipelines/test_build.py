@@ -108,7 +108,11 @@ def test_kept_segments_have_lower_wer_than_rejected(local_build, raw):
     assert len(kept) and len(rejected), "the test thresholds must split the segments"
     assert set(r for rs in rejected.reasons for r in rs) <= {"low_avg_logprob", "high_no_speech_prob",
                                                            "high_compression_ratio", "chars_per_second_low",
-                                                           "chars_per_second_high", "too_short", "repetition"}
+                                                           "chars_per_second_high", "too_short", "repetition",
+                                                           # trimming's cut-out pieces and the word-level rules
+                                                           "low_word_prob", "low_word_prob_run", "unlabelled_gap",
+                                                           "empty_text", "low_unique_word_ratio", "long_word",
+                                                           "phantom_phrase"}
     kept_wer = np.average(kept.wer, weights=kept.end - kept.start)
     rejected_wer = np.average(rejected.wer, weights=rejected.end - rejected.start)
     print(f"\nWER of kept segments {kept_wer:.3f} ({len(kept)}), of rejected {rejected_wer:.3f} ({len(rejected)})")
