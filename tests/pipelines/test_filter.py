@@ -48,6 +48,7 @@ def test_a_detected_language_other_than_the_declared_one_is_rejected():
     assert decide(row, T) == ("reject", ["language_mismatch"])
     assert decide({**row, "language_probability": 0.3}, T)[0] == "keep", "an unsure detection decides nothing"
     assert decide({**row, "language": "en"}, T)[0] == "keep"
+    assert decide({**row, "declared_language": "auto"}, T)[0] == "keep", "an 'auto' source keeps what is detected"
 
 
 def test_low_mean_word_probability_is_rejected():
@@ -67,3 +68,89 @@ def test_combined_confidence_rule():
     assert "low_confidence" in decide(rows[3], t)[1] and "low_avg_logprob" not in decide(rows[3], t)[1]
     with pytest.raises(ValueError, match="needs a confidence_model"):
         FilterConfig(min_confidence=0.5)
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"text": "we we we we we we we we we go go go", "end": 6.0}, "low_unique_word_ratio"),
+    ({"text": "the train left " + "a" * 30}, "long_word"),
+    ({"text": "Thank you for watching!", "rms_dbfs": -60.0}, "phantom_phrase"),
+    ({"text": "Thank you.", "no_speech_prob": 0.5}, "phantom_phrase"),
+    ({"text": "the train left the station", "agreement_cer": 0.6}, "disagreement"),
+])
+def test_hallucination_and_agreement_rules(change, reason):
+    t = FilterConfig(max_agreement_cer=0.3)
+    decision, reasons = decide({**GOOD, **change}, t)
+    assert decision == "reject" and reason in reasons and reason in REASONS
+
+
+def test_a_phantom_phrase_said_aloud_is_kept():
+    row = {**GOOD, "end": 2.0, "text": "Thank you for watching.", "rms_dbfs": -20.0, "no_speech_prob": 0.01}
+    assert decide(row, T) == ("keep", [])
+    assert decide({**row, "agreement_cer": 0.6}, T)[1] == ["disagreement"]
+    assert decide({**row, "agreement_cer": None}, T)[0] == "keep", "no second opinion asked: the rule is silent"
+
+
+def _words(spec):
+    """(word, probability) pairs, 0.4 s apart, as the decoder gives them."""
+    return [{"word": " " + w, "start": round(0.5 + 0.4 * i, 3), "end": round(0.8 + 0.4 * i, 3), "probability": p}
+            for i, (w, p) in enumerate(spec)]
+
+
+def test_trim_cuts_a_weak_run_out_and_keeps_the_sound_pieces():
+    from pipelines.trim import pieces
+
+    words = _words([(w, 0.9) for w in "the train left the station on time".split()]
+                   + [("blah", 0.1), ("blah", 0.2), ("blah", 0.15)]
+                   + [(w, 0.95) for w in "and we all went home happy again".split()])
+    label = {**GOOD, "start": 0.3, "end": 7.3, "words": words, "text": "".join(w["word"] for w in words)}
+    got = pieces(label, T, "en")
+    assert [p["trim_reason"] for p in got] == [None, "low_word_prob_run", None]
+    assert got[0]["text"] == "the train left the station on time" and got[2]["text"].startswith("and we")
+    assert got[0]["start"] >= label["start"] and got[-1]["end"] <= label["end"]
+    assert all(a["end"] <= b["start"] for a, b in zip(got, got[1:])), "pieces never overlap"
+    decisions = [decide(p, T)[0] for p in got]
+    assert decisions == ["keep", "reject", "keep"]
+    assert "low_word_prob_run" in decide(got[1], T)[1]
+    assert pieces(label, FilterConfig(trim=False), "en") == [label]
+    one_weak = [dict(w) for w in words]
+    one_weak[3]["probability"] = 0.1
+    assert pieces({**label, "words": one_weak[:7]}, T, "en") == [{**label, "words": one_weak[:7]}]
+
+
+def test_trim_cuts_a_foreign_phrase_out():
+    import json
+
+    from pipelines.trim import pieces
+
+    words = _words([(w, 0.9) for w in "one two three four five six seven eight nine ten".split()])
+    label = {**GOOD, "start": 0.3, "end": 4.6, "words": words, "text": "x",
+             "phrase_languages": json.dumps([[0, 4, "en", 0.97], [4, 7, "fr", 0.93], [7, 10, "en", 0.9]])}
+    got = pieces(label, T, "en")
+    assert [p["trim_reason"] for p in got] == [None, "language_mismatch", None]
+    assert got[1]["text"] == "five six seven"
+    assert pieces(label, T, "auto") == [label], "an 'auto' source has no foreign language"
+
+
+def test_trim_cuts_out_a_long_stretch_with_no_words():
+    from pipelines.trim import pieces
+
+    words = _words([(w, 0.9) for w in "the train left the station on time".split()])
+    later = [{**w, "start": w["start"] + 6.0, "end": w["end"] + 6.0} for w in _words([(w, 0.9) for w in "and we all went home".split()])]
+    label = {**GOOD, "start": 0.3, "end": 9.0, "words": words + later, "text": "x"}
+    got = pieces(label, T, "en")
+    assert [p["trim_reason"] for p in got] == [None, "unlabelled_gap", None]
+    assert got[1]["text"] == "" and got[1]["start"] >= words[-1]["end"] and got[1]["end"] <= later[0]["start"]
+    assert [decide(p, T)[0] for p in got] == ["keep", "reject", "keep"]
+
+
+def test_agreement_signal():
+    from pipelines.agreement import disagreement, needs_second_opinion
+
+    assert disagreement("The train left at 5.", "the train left at five") == 0.0
+    assert 0 < disagreement("the train left the station", "the rain left the nation") < 0.3
+    assert disagreement("", "") == 0.0 and disagreement("words", "") == 1.0
+    sure = {"avg_logprob": -0.1, "words": [{"probability": 0.95}, {"probability": 0.9}]}
+    unsure = {"avg_logprob": -0.6, "words": [{"probability": 0.95}, {"probability": 0.3}]}
+    assert not needs_second_opinion(sure, when="uncertain", max_word_prob=0.8)
+    assert needs_second_opinion(unsure, when="uncertain", max_word_prob=0.8)
+    assert needs_second_opinion(sure, when="all", max_word_prob=0.8)

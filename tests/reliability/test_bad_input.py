@@ -69,7 +69,7 @@ def test_build_contains_every_bad_kind_and_labels_the_good_files(local_ray, corp
 
     config = load_config(None, release="bad", store=str(tmp_path / "store"), ingest={"max_bytes": MAX_BYTES},
                          sources=[{"uri": str(corpus), "domain": "mixed", "licence": "CC0-1.0"}],
-                         resources={"num_cpus": 2})
+                         resources={"num_cpus": 2}, model={"name": "tiny.en"})
     start = time.perf_counter()
     summary = run_build(config, progress=False)
     wall = time.perf_counter() - start

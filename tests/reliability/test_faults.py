@@ -60,7 +60,7 @@ def world(local_ray, s3_endpoint, fixtures_dir, tmp_path_factory):
 def _config(release: str, store: str, source: str, endpoint: str) -> dict:
     # one sample per shard: more objects, so more requests for faults to land on
     return {"release": release, "store": store, "endpoint_url": endpoint, "resources": {"num_cpus": 2},
-            "filter": THRESHOLDS, "shards": {"max_samples": 1},
+            "filter": THRESHOLDS, "shards": {"max_samples": 1}, "model": {"name": "tiny.en"},
             "sources": [{"uri": source, "domain": "talk", "licence": "CC0-1.0"}]}
 
 

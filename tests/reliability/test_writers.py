@@ -56,6 +56,7 @@ def _upload(raw: Path, endpoint: str) -> str:
 
 def _config(release: str, store: str, source: str, endpoint=None, **source_fields) -> dict:
     return {"release": release, "store": store, "endpoint_url": endpoint, "resources": {"num_cpus": 2},
+            "model": {"name": "tiny.en"},
             "sources": [{"uri": source, "domain": source_fields.pop("domain", "talk"), **source_fields}]}
 
 
