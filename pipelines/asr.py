@@ -53,6 +53,18 @@ def speech_timestamps(pcm: np.ndarray, *, threshold: float = 0.5, min_silence_ms
     return [(c["start"] / SAMPLE_RATE, c["end"] / SAMPLE_RATE) for c in chunks]
 
 
+CLIP_ALIGN = SAMPLE_RATE // 4  # 0.25 s: exact in binary and a whole number of 10 ms
+
+
+def _seconds_of(samples: int) -> float:
+    """The float of ``samples / 16000`` that faster-whisper's ``int(t * 16000)`` turns back into
+    ``samples`` (the nearest float can fall just below and lose the clip's last sample)."""
+    t = samples / SAMPLE_RATE
+    while int(t * SAMPLE_RATE) < samples:
+        t = float(np.nextafter(t, np.inf))
+    return t
+
+
 @dataclass
 class WhisperLabeler:
     """A faster-whisper model loaded once; ``label()`` many recordings with it."""
@@ -222,6 +234,13 @@ class WhisperLabeler:
         """Clips decoded in batches, in one language; word times relative to each clip's start."""
         pieces, bounds, offset = [], [], 0
         for clip in clips:
+            # each clip starts at a multiple of 0.25 s (zeros between, in no clip): faster-whisper
+            # turns clip times into samples with int(t * 16000) and rounds word times to 10 ms of
+            # this array's clock, both exact on that grid, so a clip's label does not depend on
+            # the clips before it (a recording can be labelled in chunks with the same labels)
+            pad = -offset % CLIP_ALIGN
+            pieces.append(np.zeros(pad, dtype=np.float32))
+            offset += pad
             pieces.append(clip)
             bounds.append((offset, offset + len(clip)))
             offset += len(clip)
@@ -230,7 +249,7 @@ class WhisperLabeler:
         pieces.append(np.zeros(SAMPLE_RATE // 100, dtype=np.float32))
         audio = np.ascontiguousarray(np.concatenate(pieces), dtype=np.float32)
         segments, info = self._pipeline.transcribe(
-            audio, language=language, clip_timestamps=[{"start": a / SAMPLE_RATE, "end": b / SAMPLE_RATE} for a, b in bounds],
+            audio, language=language, clip_timestamps=[{"start": a / SAMPLE_RATE, "end": _seconds_of(b)} for a, b in bounds],
             batch_size=self.batch_size, beam_size=self.beam_size, temperature=0.0, without_timestamps=True,
             word_timestamps=self.word_timestamps, vad_filter=False, log_progress=False)
         by_seek: dict[int, list] = {}
