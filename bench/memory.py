@@ -2,7 +2,7 @@
 
 Each build runs as a child process (``run_build`` on a local Ray cluster, tiny.en int8 on the
 CPU); this script samples the RSS of that process (the driver) and of every process below it
-every 50 ms from ``/proc`` (Linux; psutil is not among the locked dependencies). Ray's workers
+every 50 ms from ``/proc`` (Linux). Ray's workers
 (``ray::…`` processes, including the label actor) and the bounded reader processes forked for
 each file (ingest) are classed as workers; Ray's own services (raylet, GCS, log monitor, agents)
 are reported apart. Reported per build: the driver's peak, the
@@ -59,8 +59,8 @@ print(json.dumps({"stage_seconds": summary["stage_seconds"], "wall_seconds": sum
 
 
 def _proc_table() -> dict[int, tuple[int, int, str]]:
-    """pid -> (parent pid, RSS bytes, command line) of every process, from /proc (Linux; psutil
-    is not among the project's dependencies)."""
+    """pid -> (parent pid, RSS bytes, command line) of every process, from /proc (Linux), read
+    directly: a sampling loop this tight costs less than psutil's per-process objects."""
     out = {}
     page = os.sysconf("SC_PAGE_SIZE")
     for entry in os.listdir("/proc"):
@@ -183,7 +183,10 @@ def main() -> int:
     parser.add_argument("--hours", type=float, default=3.0, help="the long recording's length (3)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--work", help="folder for audio and stores (default: a new temp folder)")
-    parser.add_argument("--skip-builds", action="store_true", help="only the long-recording comparison")
+    parser.add_argument("--skip-builds", action="store_true", help="only the long-recording comparisons")
+    parser.add_argument("--dense-minutes", type=float, default=30,
+                        help="one recording of this many minutes of back-to-back speech against the one "
+                             "short recording: the label actor's peak must not follow the speech (30; 0: skip)")
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-memory-"))
     small, large = args.minutes
@@ -197,15 +200,20 @@ def main() -> int:
             print("  ", json.dumps(results[name]), flush=True)
     one = long_recording(gen_small, work / "one-short" / "short.flac", None)
     spread = long_recording(gen_small, work / "one-long" / "long.flac", args.hours)
-    for name, path in ((f"one {small:g}-min recording", one), (f"one {args.hours:g}-h recording", spread)):
+    runs = [(f"one {small:g}-min recording", one), (f"one {args.hours:g}-h recording", spread)]
+    if args.dense_minutes:
+        gen_dense = gen_minutes(work / f"gen-{args.dense_minutes:g}", args.dense_minutes, seed=13)
+        runs.append((f"one {args.dense_minutes:g}-min dense recording",
+                     long_recording(gen_dense, work / "one-dense" / "dense.flac", None)))
+    for name, path in runs:
         print(f"build of {name} ({path.stat().st_size / 2**20:.0f} MB FLAC) ...", flush=True)
         results[name] = run_sampled(path.parent, work / f"store-{path.stem}", args.threads)
         print("  ", json.dumps(results[name]), flush=True)
 
     print()
-    print(f"{'build':<28}{'driver MB':>11}{'worker MB':>11}{'reader MB':>11}{'services MB':>13}  largest worker")
+    print(f"{'build':<32}{'driver MB':>11}{'worker MB':>11}{'reader MB':>11}{'services MB':>13}  largest worker")
     for name, r in results.items():
-        print(f"{name:<28}{r['driver_mb']:>11.0f}{r['worker_mb']:>11.0f}{r['reader_mb']:>11.0f}{r['services_mb']:>13.0f}  "
+        print(f"{name:<32}{r['driver_mb']:>11.0f}{r['worker_mb']:>11.0f}{r['reader_mb']:>11.0f}{r['services_mb']:>13.0f}  "
               f"{r['worker_process']}")
     if not args.skip_builds:
         a, b = results[f"{small:g} min"], results[f"{large:g} min"]
@@ -215,7 +223,14 @@ def main() -> int:
     print(f"{args.hours:g}-h recording / {small:g}-min recording: largest worker {b['worker_mb'] / a['worker_mb']:.2f}x "
           f"(goal <= 1.3x), ingest reader {b['reader_mb'] / a['reader_mb']:.2f}x, "
           f"driver {b['driver_mb'] / a['driver_mb']:.2f}x")
-    print(f"command: python bench/memory.py --minutes {small:g} {large:g} --hours {args.hours:g}; work in {work}")
+    if args.dense_minutes:
+        dense_name = f"one {args.dense_minutes:g}-min dense recording"
+        a, b = results[f"one {small:g}-min recording"], results[dense_name]
+        print(f"{args.dense_minutes:g} min of dense speech / {small:g} min: largest worker "
+              f"{b['worker_mb'] / a['worker_mb']:.2f}x (the label actor labels a chunk of clips at a time), "
+              f"driver {b['driver_mb'] / a['driver_mb']:.2f}x")
+    print(f"command: python bench/memory.py --minutes {small:g} {large:g} --hours {args.hours:g} "
+          f"--dense-minutes {args.dense_minutes:g}; work in {work}")
     return 0
 
 
