@@ -90,17 +90,25 @@ def _stored_clips(store: Store, config: dict, recording_id: str,
         return None
 
 
-def _label_extras(store: Store, config: dict, recording_id: str) -> dict[str, dict]:
-    """Word probabilities etc. of a recording's segments from the build's work parts, if kept."""
+def _label_extras(store: Store, config: dict, recording_id: str, declared: str | None) -> dict[str, dict]:
+    """Word probabilities etc. of a recording's segments from the build's work parts, if kept;
+    a trimmed piece's are its own (words, text, language), cut again from its parent's label
+    with the release's trimming settings, as the build cut them."""
     try:
-        build_fields = {k: v for k, v in config.items() if k in BuildConfig.model_fields}
-        key = f"work/labels/{BuildConfig(**build_fields).label_key()}/{recording_id}.parquet"
+        build = BuildConfig(**{k: v for k, v in config.items() if k in BuildConfig.model_fields})
+        key = f"work/labels/{build.label_key()}/{recording_id}.parquet"
         rows = pq.read_table(io.BytesIO(store.get_bytes(key))).to_pylist()
     except (ObjectNotFound, ValueError):
         return {}
-    from pipelines.build import LABEL_EXTRA_FIELDS
+    from pipelines.build import LABEL_EXTRA_FIELDS, trim_pieces
 
-    return {r["segment_id"]: {k: r.get(k) for k in LABEL_EXTRA_FIELDS} for r in rows if r.get("segment_id")}
+    out = {}
+    for row in rows:
+        if not row.get("segment_id"):
+            continue
+        for label in [row, *trim_pieces(row, build.filter, declared)]:
+            out.setdefault(label["segment_id"], {k: label.get(k) for k in LABEL_EXTRA_FIELDS})
+    return out
 
 
 def refilter_release(store: Store, source: str, release: str, *, thresholds: dict | None = None,
@@ -215,7 +223,7 @@ def _fresh_audio(store: Store, config: dict, rows: list[dict], endpoint_url: str
         if clips is not None and not all((row["start"], row["end"]) in clips for row in segs):
             clips = None
         audio = None if clips is not None else _source_audio(segs[0]["source_uri"], endpoint_url, timeout)
-        extras = _label_extras(store, config, rec)
+        extras = _label_extras(store, config, rec, segs[0].get("declared_language"))
         for row in segs:
             if clips is not None:
                 from pipelines.recording import clip_to_float

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+import zlib
 from collections import Counter
 
 PIECE_PAD_S = 0.1  # context kept around a piece's first and last word, within its neighbours' gap
@@ -66,14 +67,19 @@ def word_languages(label: dict) -> list[tuple[str, float] | None]:
     return out
 
 
-def _piece(label: dict, words: list[dict], langs: list, start: float, end: float, reason: str | None) -> dict:
-    from faster_whisper.transcribe import get_compression_ratio
+def compression_ratio(text: str) -> float:
+    """Whisper's compression ratio (bytes / zlib-compressed bytes of the text), as faster-whisper
+    defines it; here so that a re-filter can trim without importing the ASR stack."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data))
 
+
+def _piece(label: dict, words: list[dict], langs: list, start: float, end: float, reason: str | None) -> dict:
     text = "".join(w["word"] for w in words).strip()
     logs = [math.log(max(w["probability"], 1e-6)) for w in words]
     piece = {**label, "start": round(start, 3), "end": round(end, 3), "text": text, "words": words,
              "avg_logprob": round(sum(logs) / len(logs), 4) if logs else None,
-             "compression_ratio": float(get_compression_ratio(text)) if text else None,
+             "compression_ratio": compression_ratio(text) if text else None,
              "trim_reason": reason}
     if langs and all(langs):  # every word's phrase was judged: the piece's language is theirs
         counts = Counter(lang for lang, _ in langs)

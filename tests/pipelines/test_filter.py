@@ -154,3 +154,12 @@ def test_agreement_signal():
     assert not needs_second_opinion(sure, when="uncertain", max_word_prob=0.8)
     assert needs_second_opinion(unsure, when="uncertain", max_word_prob=0.8)
     assert needs_second_opinion(sure, when="all", max_word_prob=0.8)
+
+
+def test_trim_compression_ratio_is_faster_whispers():
+    from faster_whisper.transcribe import get_compression_ratio
+
+    from pipelines.trim import compression_ratio
+
+    for text in ("a", "the the the the the the the the", "Ein Satz auf Deutsch, ça va? Да."):
+        assert compression_ratio(text) == get_compression_ratio(text)
