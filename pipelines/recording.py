@@ -209,12 +209,12 @@ def cut_clips(clips: Iterable[tuple[float, float, np.ndarray]],
     those times. Only the wanted spans are kept, so a recording's clips stream through."""
     wanted = sorted(set(wanted))
     out: dict[tuple[float, float], np.ndarray] = {}
-    for c_start, _, pcm in clips:
-        first = round(c_start * SAMPLE_RATE)
+    for c_start, c_end, pcm in clips:
+        first, last = _span(c_start, c_end)  # the clip's span; its samples end earlier at the recording's end
         for start, end in wanted:
             a, b = _span(start, end)
-            if first <= a and b <= first + len(pcm) and (start, end) not in out:
-                out[(start, end)] = pcm[a - first:b - first].copy()
+            if first <= a and b <= last and (start, end) not in out:
+                out[(start, end)] = pcm[a - first:b - first].copy()  # clamped there, as the recording is
     return out
 
 

@@ -107,10 +107,11 @@ def test_a_recording_without_speech_gets_an_empty_clips_part(tmp_path):
 def test_cut_clips_gives_the_recordings_samples_for_segments_and_trimmed_pieces():
     rng = np.random.default_rng(3)
     whole = rng.integers(-20000, 20000, 16000 * 12, dtype=np.int16)
-    stored = [(a, b, whole[round(a * 16000):round(b * 16000)]) for a, b in ((1.0, 3.5), (5.25, 9.0))]
-    wanted = [(1.0, 3.5), (1.2345, 2.0), (5.25, 6.001), (8.5, 9.0), (4.0, 4.5), (3.0, 5.5)]
+    # the last clip ends 0.4 ms past the recording (segment ends are whole milliseconds): its samples stop there
+    stored = [(a, b, whole[round(a * 16000):round(b * 16000)]) for a, b in ((1.0, 3.5), (5.25, 9.0), (11.5, 12.0004))]
+    wanted = [(1.0, 3.5), (1.2345, 2.0), (5.25, 6.001), (8.5, 9.0), (4.0, 4.5), (3.0, 5.5), (11.5, 12.0004), (11.9, 12.0004)]
     got = cut_clips(iter(stored), wanted)
-    assert set(got) == {(1.0, 3.5), (1.2345, 2.0), (5.25, 6.001), (8.5, 9.0)}  # not in any clip: absent
+    assert set(got) == {(1.0, 3.5), (1.2345, 2.0), (5.25, 6.001), (8.5, 9.0), (11.5, 12.0004), (11.9, 12.0004)}
     for (a, b), pcm in got.items():
         assert np.array_equal(pcm, whole[round(a * 16000):round(b * 16000)])
 
