@@ -70,8 +70,11 @@ LABEL_EXTRA_FIELDS = ("language", "language_probability", "temperature", "words"
                       "pass_used", "first_pass", "second_pass", "language_probs", "decode_language",
                       "phrase_languages", "agreement_text")
 LABELS_DIR = "work/labels"
-# batches of one recording labelled per call: 8 × batch 8 × ≤ 30 s clips is ≤ 61 MB of float32 speech
-LABEL_CHUNK_BATCHES = 8
+# batches of one recording labelled per call. faster-whisper's batched call holds every clip's
+# features and decoder state until it returns (measured: about 7 MB per clip with tiny.en on the
+# CPU), so one batch per call keeps a label actor's peak flat whatever the recording's speech:
+# 30 min of dense speech peaked at 1,179 MB with 1 batch per call, 1,603 MB with 8 (same labels)
+LABEL_CHUNK_BATCHES = 1
 
 
 # --------------------------------------------------------------------------- work parts
