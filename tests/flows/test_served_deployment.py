@@ -136,7 +136,11 @@ def test_deployment_run_on_prefect_server_builds_a_verified_release(served, tmp_
     assert store.exists("work/jobs/served-v1.yaml"), "the build went through the Ray Jobs API"
     assert "[ray job]" in served["log"].read_text(), "the Ray job's logs were streamed into the Prefect run"
     by_key = {a.key: a for a in artifacts}
-    assert "Hours kept per domain and split" in by_key["release-served-v1"].data
+    from flows.artifacts import release_datasheet
+
+    # the release's own datasheet, published as it is (its plots linked where the store keeps them)
+    assert by_key["release-served-v1"].data == release_datasheet(store, "served-v1")
+    assert "Hours per domain and split" in by_key["release-served-v1"].data
     assert "s3://corpus/stt/releases/served-v1/RELEASE.json" in by_key["release-served-v1-link"].data
 
     page = f"http://127.0.0.1:{env['PREFECT_PORT']}/runs/flow-run/{run.id}"
