@@ -442,10 +442,11 @@ def _file_targets(domain_seconds: float) -> list[float]:
 
 
 def _file_rng(seed: int, domain: str, index: int) -> random.Random:
-    # str seeds are hashed with SHA-512 by random.Random: stable across runs
+    # str seeds are hashed with SHA-512 by random.Random: stable across runs (the seed string keeps
+    # the module's old path: the same --seed gives the same bytes as before the move)
     # and independent of PYTHONHASHSEED; per (domain, file) so that the
     # content of one domain does not depend on which others are generated.
-    return random.Random(f"stt-reference.gen_audio:{seed}:{domain}:{index}")
+    return random.Random(f"stt-corpus.gen_audio:{seed}:{domain}:{index}")
 
 
 _VOICES_PER_FILE = {"audiobook": (1, 1), "phone": (2, 2), "street": (1, 2), "radio": (1, 3)}
