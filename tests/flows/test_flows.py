@@ -69,7 +69,10 @@ def test_refilter_is_stricter_keeps_ids_and_never_runs_asr(built, monkeypatch):
     # any import of the ASR stack fails from here on: the re-filter must not need it
     for module in ("faster_whisper", "ctranslate2", "pipelines.asr"):
         monkeypatch.setitem(sys.modules, module, None)
-    result = refilter(source_release="v1", release="v1-strict", store=store, thresholds={"min_avg_logprob": -0.3})
+    # stricter than the median kept segment's avg_logprob: some kept segments must go, whatever the model
+    kept = Release.open(open_store(store), "v1").manifest().to_pandas().query("decision == 'keep'")
+    strict = float(kept.avg_logprob.dropna().median()) + 1e-6
+    result = refilter(source_release="v1", release="v1-strict", store=store, thresholds={"min_avg_logprob": strict})
     assert result["segments_labelled_now"] == 0 and result["audio_recut"] == 0
     old, new = (Release.open(open_store(store), n).manifest().to_pandas() for n in ("v1", "v1-strict"))
     assert list(new.segment_id) == list(old.segment_id) and list(new.text) == list(old.text)
