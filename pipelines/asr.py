@@ -236,8 +236,9 @@ class WhisperLabeler:
         for clip in clips:
             # each clip starts at a multiple of 0.25 s (zeros between, in no clip): faster-whisper
             # turns clip times into samples with int(t * 16000) and rounds word times to 10 ms of
-            # this array's clock, both exact on that grid, so a clip's label does not depend on
-            # the clips before it (a recording can be labelled in chunks with the same labels)
+            # this array's clock, both exact on that grid, so a clip's word times do not shift with
+            # the clips before it (faster-whisper may still clip a long first word by the previous
+            # clip's last speech in the same call)
             pad = -offset % CLIP_ALIGN
             pieces.append(np.zeros(pad, dtype=np.float32))
             offset += pad
