@@ -92,21 +92,10 @@ def _descendants(root: int, table: dict[int, tuple[int, int, str]]) -> list[int]
     return out
 
 
-def run_sampled(raw: Path, store: Path, threads: int, tries: int = 3) -> dict:
+def run_sampled(raw: Path, store: Path, threads: int) -> dict:
     """One build in a child process; peak RSS of the driver, the largest worker and the services,
-    sampled every 50 ms. A build whose local Ray cluster did not start (Ray gives its raylet 30 s,
-    which a machine at load 20+ can miss) is tried again."""
-    for attempt in range(tries):
-        try:
-            return _run_sampled(raw, store, threads)
-        except RuntimeError as err:
-            if "timed out during startup" not in str(err) or attempt == tries - 1:
-                raise
-            print("   Ray did not start in time; again", flush=True)
-    raise AssertionError("unreachable")
-
-
-def _run_sampled(raw: Path, store: Path, threads: int) -> dict:
+    sampled every 50 ms (a Ray start that misses its 30 s window is retried by the build itself:
+    ``pipelines.ray_local.init_local``)."""
     import shutil
 
     shutil.rmtree(store, ignore_errors=True)  # a fresh store: nothing reused from an earlier run

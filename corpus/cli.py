@@ -14,7 +14,7 @@ S3-compatible endpoint set AWS_ENDPOINT_URL or pass --endpoint-url. Releases liv
 """
 
 
-def _add_store_args(parser: argparse.ArgumentParser, *, release_help: str) -> None:
+def add_store_args(parser: argparse.ArgumentParser, *, release_help: str) -> None:
     parser.add_argument("--store", required=True, metavar="URI",
                         help="local directory or s3://bucket/prefix holding releases/")
     parser.add_argument("--release", required=True, metavar="NAME", help=release_help)
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Re-read a release: RELEASE.json, the sha256 of manifest, index and config, every shard's "
                     "size, sha256, sample count, seconds and keys against the index and the manifest. "
                     "Exit 0 when everything matches, 1 with one line per mismatch otherwise.")
-    _add_store_args(verify, release_help="release name under <store>/releases/")
+    add_store_args(verify, release_help="release name under <store>/releases/")
     verify.set_defaults(func=_cmd_verify)
 
     return parser

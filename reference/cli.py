@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from corpus.cli import add_store_args
+
 
 def _run(args) -> int:
     from corpus.store import open_store
@@ -24,9 +26,6 @@ def add_cli(subparsers) -> argparse.ArgumentParser:
                     "assigned by recording. A gold release for training and calibration.")
     truth.add_argument("audio_dir", metavar="AUDIO_DIR", help="folder with the audio files the truth file names")
     truth.add_argument("--truth", metavar="FILE", default=None, help="truth JSONL (default AUDIO_DIR/truth.jsonl)")
-    truth.add_argument("--store", required=True, metavar="URI", help="local directory or s3://bucket/prefix holding releases/")
-    truth.add_argument("--release", required=True, metavar="NAME", help="name of the new release (must not exist yet)")
-    truth.add_argument("--endpoint-url", metavar="URL", default=None,
-                       help="S3 endpoint (MinIO, moto); default: $AWS_ENDPOINT_URL or AWS itself")
+    add_store_args(truth, release_help="name of the new release (must not exist yet)")
     truth.set_defaults(func=_run)
     return truth
