@@ -4,8 +4,8 @@ Generates ``bench/holdout.py``'s set (voices, texts and degradations gen-audio a
 never saw; foreign sentences inside English recordings; files with no speech), segments it as the
 build does (Silero VAD + ``pack_segments`` with the default ``segment`` config), labels every
 segment with ``tiny.en`` and with ``base`` (language per segment and per phrase), and puts the
-labels through the build's own manifest code (``pipelines.build._manifest_rows``: trimming,
-every filter rule) under several filter configs. Nothing is fitted here: the thresholds are the
+labels through the build's own stages (``TrimStage``, ``AssignSplits``, ``FilterStage``: trimming,
+every filter rule, then ``manifest_row``) under several filter configs. Nothing is fitted here: the thresholds are the
 shipped defaults.
 
 Per config, per domain and overall: kept segments with WER > 0.3 (no-speech and foreign-speech
@@ -33,11 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.holdout import generate  # noqa: E402
 from corpus.audio import decode  # noqa: E402
-from corpus.schema import segment_id  # noqa: E402
+from corpus.schema import Label, Recording, Segment, manifest_row, segment_id  # noqa: E402
 from corpus.text import char_error_rate, normalize_text, word_error_rate  # noqa: E402
 from pipelines import agreement  # noqa: E402
 from pipelines.asr import WhisperLabeler, speech_timestamps  # noqa: E402
-from pipelines.build import _manifest_rows  # noqa: E402
+from pipelines.decide import AssignSplits, FilterStage, TrimStage  # noqa: E402
 from pipelines.config import BuildConfig, FilterConfig, SegmentConfig  # noqa: E402
 from pipelines.segment import pack_segments  # noqa: E402
 
@@ -78,10 +78,14 @@ def label_all(segs: dict, labeler: WhisperLabeler, only: dict[str, list[int]] | 
 
 def manifest(segs: dict, labels: dict, filt: FilterConfig, raw: Path) -> list[dict]:
     config = BuildConfig(release="quality", sources=[{"uri": str(raw), "domain": "holdout"}], filter=filt)
-    recordings = [{"recording_id": rid, "uri": f.as_uri(), "source_uri": raw.as_uri(), "key": f.name,
-                   "domain": f.name.split("-")[0], "language": "en"} for rid, (f, _a, _s) in segs.items()]
-    return _manifest_rows(recordings, {rid: [labels[rid][i] for i in sorted(labels[rid])] for rid in labels},
-                          config, {}, None)
+    recordings = [Recording(file_key=rid, recording_id=rid, uri=f.as_uri(), source_uri=raw.as_uri(), key=f.name,
+                            domain=f.name.split("-")[0], language="en",
+                            segments=[Segment(lab["segment_id"], rid, lab["start"], lab["end"], Label.from_dict(lab))
+                                      for _, lab in sorted(labels.get(rid, {}).items())])
+                  for rid, (f, _a, _s) in segs.items()]
+    for stage in (TrimStage(config.filter), AssignSplits(config.splits, {}, {}), FilterStage(config.filter)):
+        recordings = stage.process(recordings)
+    return [{**manifest_row(seg, rec), "_label": seg.label.to_dict()} for rec in recordings for seg in rec.segments]
 
 
 def gold_words(truth: list[dict]) -> dict[str, list[tuple[float, str, str]]]:

@@ -25,12 +25,14 @@ labelling, from the fingerprints and the transcripts (see :func:`drop_near_dupli
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from corpus.audio import AudioDecodeError
+from corpus.schema import Recording
 from corpus.store import ObjectUnreadable, StoreError, open_store
+from pipelines.stages import Resources, Stage
 
 
 # metadata a source declares for its files: taken from the current config, never from a cached row
@@ -45,11 +47,6 @@ def rms_dbfs(pcm: np.ndarray) -> float:
                 (pcm[i:i + step].astype(np.float64) for i in range(0, pcm.size, step)))
     rms = float(np.sqrt(total / pcm.size))
     return 20 * np.log10(rms) if rms > 0 else float("-inf")
-
-
-def with_source_metadata(row: dict, file: dict) -> dict:
-    """A cached ingest row with the metadata the sources declare now (licence, domain, language…)."""
-    return {**row, **{k: file[k] for k in SOURCE_METADATA if k in file}}
 
 
 @dataclass
@@ -150,40 +147,104 @@ class Ingest:
                 "codec": None, "rms_dbfs": None, "fingerprint": None}
 
 
-def drop_exact_duplicates(rows: list[dict]) -> list[dict]:
-    """Recordings with the same PCM hash: the first by uri is kept, the others quarantined."""
-    first: dict[str, str] = {}
-    out = []
-    for row in sorted(rows, key=lambda r: r["uri"]):
-        if row["status"] == "ok":
-            kept = first.setdefault(row["recording_id"], row["uri"])
-            if kept != row["uri"]:
-                row = {**row, "status": "quarantine", "reason": "duplicate",
-                       "detail": f"same decoded PCM as {kept} (recording {row['recording_id']})"}
-        out.append(row)
-    return out
+def listed(file) -> Recording:
+    """A listed source file (:class:`pipelines.sources.SourceFile`) as the record ingest takes: status
+    ``listed``; a file listed with a problem (special file, bad name) has it as its reason."""
+    return Recording(file_key=file.file_key, source_uri=file.source_uri, key=file.key, uri=file.uri, domain=file.domain,
+                     language=file.language, licence=file.licence, size=file.size, status="listed",
+                     reason=file.problem, detail=file.detail)
 
 
+class IngestStage(Stage):
+    """Stage: a listed file → a recording (ids, duration, level, fingerprint; its clips written) or a
+    quarantined / deferred file. Kept in ``work/ingest/<file_key>``; a deferred read is not kept."""
+
+    name = "ingest"
+    work = "ingest"
+    unit = "file"
+
+    def __init__(self, ingest: Ingest, *, workers: int, placement: dict, clips_done: set[str] | None = None):
+        self.ingest = ingest
+        self._resources = Resources(cpus=1, custom=dict(placement), workers=workers, blocks=64)
+        self.clips_done = clips_done  # recordings whose clips exist for this segmentation (driver only)
+
+    def __getstate__(self):
+        return {**self.__dict__, "clips_done": None}  # the workers need not carry it
+
+    def resources(self) -> Resources:
+        return self._resources
+
+    def wants(self, rec: Recording) -> bool:
+        return True
+
+    def part_name(self, rec: Recording) -> str:
+        return rec.file_key
+
+    def process(self, batch: list[Recording]) -> list[Recording]:
+        return [Recording.from_row(self.ingest({**rec.file_row(), "problem": rec.reason})) for rec in batch]
+
+    def encode(self, rec: Recording) -> list[dict]:
+        return [rec.file_row(fingerprint=True)]
+
+    def decode(self, rec: Recording, rows: list[dict]) -> Recording:
+        # a stored row keeps what was read from the file; what the sources declare (licence…) is current
+        stored = Recording.from_row(rows[0])
+        return replace(stored, **{k: getattr(rec, k) for k in SOURCE_METADATA})
+
+    def keep_part(self, rec: Recording) -> bool:
+        return rec.status != "deferred"  # not kept: the next run reads the file again
+
+    def reuse(self, rec: Recording, stored: Recording) -> bool:
+        # a recording ingested before fingerprints existed is ingested again, so that it is compared
+        # too; one whose clips for this segmentation are missing (new segment parameters) too
+        if not stored.ok:
+            return True
+        return bool(stored.fingerprint) and (self.clips_done is None or stored.recording_id in self.clips_done)
 
 
-def drop_near_duplicates(recordings: list[dict], texts: dict[str, str]) -> tuple[list[dict], list[dict]]:
-    """Near-duplicate recordings (re-encoded, trimmed, re-gained, resampled copies): by audio
-    fingerprint and transcript similarity the longest copy is kept, the others are quarantined
-    with reason ``near_duplicate`` naming the recording kept. Returns (kept, quarantined)."""
+class DropExactDuplicates(Stage):
+    """Stage (driver): recordings with the same PCM hash: the first by uri is kept, the others
+    quarantined (``duplicate``). Gives the records in uri order."""
+
+    name = "exact_duplicates"
+    on = "driver"
+
+    def process(self, batch: list[Recording]) -> list[Recording]:
+        first: dict[str, str] = {}
+        out = []
+        for rec in sorted(batch, key=lambda r: r.uri):
+            if rec.ok:
+                kept = first.setdefault(rec.recording_id, rec.uri)
+                if kept != rec.uri:
+                    rec = replace(rec, status="quarantine", reason="duplicate",
+                                  detail=f"same decoded PCM as {kept} (recording {rec.recording_id})")
+            out.append(rec)
+        return out
+
+
+class DropNearDuplicates(Stage):
+    """Stage (driver, after labelling): near-duplicate recordings (re-encoded, trimmed, re-gained,
+    resampled copies), by audio fingerprint and transcript similarity: the longest copy is kept, the
+    others quarantined with reason ``near_duplicate`` naming the recording kept."""
+
+    name = "near_duplicates"
+    on = "driver"
+
+    def process(self, batch: list[Recording]) -> list[Recording]:
+        recordings = [r for r in batch if r.ok]
+        texts = {r.recording_id: " ".join(s.label.text or "" for s in r.segments if s.label) for r in recordings}
+        dropped = drop_near_duplicates(recordings, texts)
+        return [replace(r, status="quarantine", reason="near_duplicate", detail=dropped[r.recording_id])
+                if r.ok and r.recording_id in dropped else r for r in batch]
+
+
+def drop_near_duplicates(recordings: list[Recording], texts: dict[str, str]) -> dict[str, str]:
+    """Recording id → why it is a near-duplicate (of which kept recording, how similar), for the
+    recordings that are (see :class:`DropNearDuplicates`)."""
     from pipelines.fingerprint import find_near_duplicates
 
-    items = [{"id": r["recording_id"], "uri": r["uri"], "duration": r["duration"],
-              "fingerprint": r.get("fingerprint"), "text": texts.get(r["recording_id"])} for r in recordings]
-    dropped = find_near_duplicates(items)
-    by_id = {r["recording_id"]: r for r in recordings}
-    kept, quarantined = [], []
-    for rec in recordings:
-        hit = dropped.get(rec["recording_id"])
-        if hit is None:
-            kept.append(rec)
-            continue
-        kept_id, score = hit
-        quarantined.append({**rec, "status": "quarantine", "reason": "near_duplicate",
-                            "detail": f"near-duplicate of recording {kept_id} ({by_id[kept_id]['uri']}), "
-                                      f"audio similarity {score:.2f}"})
-    return kept, quarantined
+    items = [{"id": r.recording_id, "uri": r.uri, "duration": r.duration, "fingerprint": r.fingerprint,
+              "text": texts.get(r.recording_id)} for r in recordings]
+    by_id = {r.recording_id: r for r in recordings}
+    return {rid: f"near-duplicate of recording {kept_id} ({by_id[kept_id].uri}), audio similarity {score:.2f}"
+            for rid, (kept_id, score) in find_near_duplicates(items).items()}

@@ -1,12 +1,16 @@
 """Re-filter a release: new thresholds → a new release, from the manifest alone, without ASR.
 
-Every segment of the source release's manifest is decided again with the new thresholds
-(optionally per domain). Audio of a segment kept before is copied byte for byte from the
-source release's shards; a segment kept now but rejected before has no audio in any shard, so
-it is taken from the build's clips of its recording (``work/clips/<segment_key>/``, written once at
-ingest) and FLAC-encoded; only when those are gone is the recording decoded again from
-``source_uri`` (in a bounded child process, like ingest). Nothing here imports the ASR adapter.
-Segment ids, splits and texts are those of the source release.
+A re-filter is the build's own stages over the source release's recordings (made from its
+manifest, run in this process by :class:`pipelines.runner.LocalExecutor`):
+:class:`~pipelines.decide.FilterStage` decides every segment again with the new thresholds
+(optionally per domain); a segment kept before keeps its audio and sample JSON, copied byte for
+byte from the source release's shards; a segment kept now but rejected before has no audio in any
+shard, so :class:`~pipelines.cut.CutStage` takes it from the build's clips of its recording (read
+once at ingest; the source is decoded again, bounded, only when those are gone), and its label
+details from the build's stored labels (:class:`~pipelines.label.LabelStage`'s work part, reused,
+never computed, trimmed again by :class:`~pipelines.decide.TrimStage` with the release's settings).
+Nothing here imports the ASR adapter. Segment ids, splits and texts are those of the source
+release; a trimmed piece cut out at build time stays cut out.
 """
 from __future__ import annotations
 
@@ -15,24 +19,24 @@ import json
 import logging
 import os
 from collections import Counter, defaultdict
+from dataclasses import replace
 
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from corpus.audio import decode
-from corpus.datasheet import write_datasheet
 from corpus.release import Release, ReleaseError, ReleaseWriter
-from corpus.schema import SAMPLE_RATE
-from corpus.shards import encode_flac, iter_shard_raw
-from corpus.store import ObjectNotFound, Store, open_store
+from corpus.schema import Label, Recording, Segment, manifest_row, sample_fields
+from corpus.shards import iter_shard_raw
+from corpus.store import ObjectNotFound, Store
 from pipelines.config import BuildConfig, FilterConfig
-from pipelines.filter import decide
+from pipelines.cut import CutStage
+from pipelines.decide import FilterStage, TrimStage
+from pipelines.label import LabelStage
+from pipelines.runner import LocalExecutor, Runner
+from pipelines.stages import Resources
 
 log = logging.getLogger(__name__)
 
-from corpus.schema import MANIFEST
-
-MANIFEST_FIELDS = tuple(MANIFEST.names)
 TRIM_REASONS = ("low_word_prob_run", "unlabelled_gap", "language_mismatch")
 CARRIED_FILES = ("quarantine.parquet", "recordings.parquet")
 
@@ -54,19 +58,6 @@ def resolve_thresholds(base: dict, overrides: dict | None, domain_overrides: dic
     return default, per_domain
 
 
-def _read_source(uri: str, endpoint_url: str | None):
-    parent, _, name = uri.rpartition("/")
-    store = open_store(parent, endpoint_url=endpoint_url)
-    return decode(io.BytesIO(store.get_bytes(name)), name=uri)
-
-
-def _source_audio(uri: str, endpoint_url: str | None, timeout: float = 600.0):
-    """A recording decoded from its source, within a wall-clock bound (raises on timeout or crash)."""
-    from pipelines.bounded import call_bounded
-
-    return call_bounded(_read_source, uri, endpoint_url, timeout=timeout, what=f"re-reading {uri}")
-
-
 def _build_config(config: dict) -> BuildConfig | None:
     try:
         return BuildConfig(**{k: v for k, v in config.items() if k in BuildConfig.model_fields})
@@ -74,40 +65,50 @@ def _build_config(config: dict) -> BuildConfig | None:
         return None
 
 
-def _stored_clips(store: Store, config: dict, recording_id: str,
-                  wanted: list[tuple[float, float]]) -> dict[tuple[float, float], object] | None:
-    """The wanted (start, end) spans of a recording cut from the build's clips, or None when the
-    build's work is gone."""
-    from pipelines.build import CLIPS_DIR
-    from pipelines.recording import cut_clips, iter_clips
+def recordings_of(release: Release, manifest: list[dict]) -> list[Recording]:
+    """The release's recordings with their segments as its manifest has them (labels without words)."""
+    files = _recording_rows(release)
+    by_recording: dict[str, list[dict]] = defaultdict(list)
+    for row in manifest:
+        by_recording[row["recording_id"]].append(row)
+    out = []
+    for rid, rows in sorted(by_recording.items()):
+        first = rows[0]
+        file = files.get(rid) or {"file_key": rid, "source_uri": first["source_uri"], "key": "", "uri": first["source_uri"],
+                                  "domain": first["domain"], "licence": "unknown", "status": "ok", "recording_id": rid}
+        rec = replace(Recording.from_row(file), uri=first["source_uri"], domain=first["domain"],
+                      language=first.get("declared_language"), split=first["split"], group=first.get("group"))
+        rec.segments = [Segment(r["segment_id"], rid, r["start"], r["end"], Label.from_dict(r),
+                                parent_segment_id=r.get("parent_segment_id"),
+                                # a trimmed piece cut out at build time stays cut out
+                                cut_reason=next((x for x in r["reasons"] if x in TRIM_REASONS), None)
+                                if r.get("parent_segment_id") else None)
+                        for r in sorted(rows, key=lambda r: r["segment_id"])]
+        out.append(rec)
+    return out
 
-    build = _build_config(config)
-    if build is None:
-        return None
+
+def _recording_rows(release: Release) -> dict[str, dict]:
     try:
-        return cut_clips(iter_clips(store, f"{CLIPS_DIR}/{build.segment_key()}/{recording_id}.parquet"), wanted)
-    except ObjectNotFound:
-        return None
-
-
-def _label_extras(store: Store, config: dict, recording_id: str, declared: str | None) -> dict[str, dict]:
-    """Word probabilities etc. of a recording's segments from the build's work parts, if kept;
-    a trimmed piece's are its own (words, text, language), cut again from its parent's label
-    with the release's trimming settings, as the build cut them."""
-    try:
-        build = BuildConfig(**{k: v for k, v in config.items() if k in BuildConfig.model_fields})
-        key = f"work/labels/{build.label_key()}/{recording_id}.parquet"
-        rows = pq.read_table(io.BytesIO(store.get_bytes(key))).to_pylist()
+        table = pq.read_table(io.BytesIO(release.store.get_bytes("recordings.parquet")))
     except (ObjectNotFound, ValueError):
         return {}
-    from pipelines.build import LABEL_EXTRA_FIELDS, trim_pieces
+    return {r["recording_id"]: r for r in table.to_pylist() if r.get("recording_id") and r.get("file_key")}
 
-    out = {}
-    for row in rows:
-        if not row.get("segment_id"):
-            continue
-        for label in [row, *trim_pieces(row, build.filter, declared)]:
-            out.setdefault(label["segment_id"], {k: label.get(k) for k in LABEL_EXTRA_FIELDS})
+
+def _stored_labels(runner: Runner, build: BuildConfig | None, rec: Recording) -> dict[str, Label]:
+    """The full labels (words, decode details) of a recording's segments and of their trimmed pieces,
+    from the build's stored labels, trimmed again as the build trimmed them; {} when those are gone."""
+    if build is None:
+        return {}
+    stage = LabelStage(model={}, clips={}, label_key=build.label_key(), resources=Resources())
+    (labelled,) = runner.apply(stage, [replace(rec, segments=[])], reuse_only=True)
+    if not labelled.segments:
+        return {}
+    (trimmed,) = runner.apply(TrimStage(build.filter), [labelled])
+    out: dict[str, Label] = {}
+    for seg in [*labelled.segments, *trimmed.segments]:
+        out.setdefault(seg.segment_id, seg.label)
     return out
 
 
@@ -124,53 +125,61 @@ def refilter_release(store: Store, source: str, release: str, *, thresholds: dic
     default, per_domain = resolve_thresholds(old_config["filter"], thresholds, domain_thresholds,
                                              {r["domain"] for r in manifest})
     endpoint_url = endpoint_url or old_config.get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL")
+    was_kept = {r["segment_id"] for r in manifest if r["decision"] == "keep"}
+    build = _build_config(old_config)
 
-    rows = []
-    for row in manifest:
-        # a trimmed piece cut out at build time stays cut out: the cut is not re-made here
-        cut = next((r for r in row["reasons"] if r in TRIM_REASONS), None) if row.get("parent_segment_id") else None
-        decision, reasons = decide({**row, "trim_reason": cut}, per_domain.get(row["domain"], default))
-        rows.append({**row, "decision": decision, "reasons": reasons, "_was_kept": row["decision"] == "keep"})
+    runner = Runner(LocalExecutor(), store)
+    recordings = runner.apply(FilterStage(default, per_domain), recordings_of(old, manifest))
+    from pipelines.build import clips_location
+
+    clips = clips_location(store, build) if build else {"store": store.uri, "prefix": None}
+    cut = CutStage({**clips, "endpoint_url": endpoint_url}, source_fallback=True,
+                   read_timeout_s=build.ingest.read_timeout_s if build else 600.0)
 
     config = {**old_config, "release": release, "filter": default.model_dump(),
               "domain_filters": {d: c.model_dump() for d, c in per_domain.items()}, "refiltered_from": source}
     writer = ReleaseWriter(store, release, config=config,
                            max_shard_bytes=old_config.get("shards", {}).get("max_bytes", 256 * 1024**2),
                            max_shard_samples=old_config.get("shards", {}).get("max_samples", 10_000))
-    licences = _licences(old)
     stats = Counter()
-    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for row in rows:
-        groups[(row["split"], row["domain"])].append(row)
-    with writer, tqdm(total=len(rows), desc="refilter", unit="seg", disable=not progress) as bar:
+    groups: dict[tuple[str, str], list[Recording]] = defaultdict(list)
+    for rec in recordings:
+        groups[(rec.split, rec.domain)].append(rec)
+    with writer, tqdm(total=len(manifest), desc="refilter", unit="seg", disable=not progress) as bar:
         for (split, domain), group in sorted(groups.items()):
-            group.sort(key=lambda r: r["segment_id"])
-            reused = _reusable_audio(old, split, domain, {r["segment_id"] for r in group
-                                                          if r["decision"] == "keep" and r["_was_kept"]})
-            fresh = _fresh_audio(store, old_config, [r for r in group if r["decision"] == "keep" and not r["_was_kept"]],
-                                 endpoint_url, licences)
-            for row in group:
-                was_kept = row.pop("_was_kept")
-                clean = {k: row[k] for k in MANIFEST_FIELDS}
-                if row["decision"] != "keep":
-                    writer.add(clean)
-                    stats["rejected"] += 1
-                elif was_kept:
-                    flac, meta = reused.pop(row["segment_id"])
-                    extra = {k: v for k, v in meta.items() if k not in MANIFEST_FIELDS and k != "duration"}
-                    writer.add(clean, flac=flac, extra=extra)
-                    stats["audio_reused"] += 1
-                else:
-                    flac, extra = fresh[row["segment_id"]]
-                    writer.add(clean, flac=flac, extra=extra)
-                    stats["audio_recut"] += 1
-                bar.update()
+            reused = _reusable_audio(old, split, domain, {s.segment_id for rec in group for s in rec.segments
+                                                          if s.kept and s.segment_id in was_kept})
+            ready = []
+            for rec in group:
+                segments = []
+                stored = None
+                for seg in rec.segments:
+                    if seg.segment_id in reused:  # its audio and sample JSON, as the source release has them
+                        flac, meta = reused.pop(seg.segment_id)
+                        seg = replace(seg, flac=flac, label=Label.from_dict(meta))
+                        rec.licence = meta.get("licence", rec.licence)
+                    elif seg.kept:  # kept now only: its label details from the build's stored labels
+                        stored = _stored_labels(runner, build, rec) if stored is None else stored
+                        seg = replace(seg, label=stored.get(seg.segment_id, seg.label))
+                    segments.append(seg)
+                ready.append(replace(rec, segments=segments))
+            for rec in runner.stream(cut, ready, timeout=cut.read_timeout_s):
+                for seg in rec.segments:
+                    row = manifest_row(seg, rec)
+                    if seg.kept:
+                        writer.add(row, flac=seg.flac, extra=sample_fields(seg, rec))
+                        stats["audio_reused" if seg.segment_id in was_kept else "audio_recut"] += 1
+                    else:
+                        writer.add(row)
+                        stats["rejected"] += 1
+                    bar.update()
         carried = {}
         for name in CARRIED_FILES:
             try:
                 carried[name] = old.store.get_bytes(name)
             except ObjectNotFound:
                 pass
+        rows = [manifest_row(seg, rec) for rec in recordings for seg in rec.segments]
         rejects = Counter(reason for r in rows for reason in r["reasons"])
         summary = {"source_release": source, "release": release, "segments": len(rows),
                    "domains": sorted({r["domain"] for r in rows}),
@@ -181,7 +190,6 @@ def refilter_release(store: Store, source: str, release: str, *, thresholds: dic
         carried["refilter_summary.json"] = json.dumps(summary, indent=2, sort_keys=True).encode()
         info = writer.commit(extra_files=carried)
     summary["counts"] = info["counts"]
-    write_datasheet(store, release)
     return summary
 
 
@@ -201,36 +209,3 @@ def _reusable_audio(old: Release, split: str, domain: str, wanted: set[str]) -> 
     return found
 
 
-def _licences(old: Release) -> dict[str, str]:
-    try:
-        table = pq.read_table(io.BytesIO(old.store.get_bytes("recordings.parquet")), columns=["recording_id", "licence"])
-    except (ObjectNotFound, KeyError, ValueError):
-        return {}
-    return dict(zip(table.column("recording_id").to_pylist(), table.column("licence").to_pylist()))
-
-
-def _fresh_audio(store: Store, config: dict, rows: list[dict], endpoint_url: str | None,
-                 licences: dict[str, str]) -> dict[str, tuple[bytes, dict]]:
-    """Newly kept segments: cut from their recordings (decoded once each) and FLAC-encoded."""
-    out = {}
-    by_recording: dict[str, list[dict]] = defaultdict(list)
-    for row in rows:
-        by_recording[row["recording_id"]].append(row)
-    build = _build_config(config)
-    timeout = build.ingest.read_timeout_s if build else 600.0
-    for rec, segs in sorted(by_recording.items()):
-        clips = _stored_clips(store, config, rec, [(row["start"], row["end"]) for row in segs])
-        if clips is not None and not all((row["start"], row["end"]) in clips for row in segs):
-            clips = None
-        audio = None if clips is not None else _source_audio(segs[0]["source_uri"], endpoint_url, timeout)
-        extras = _label_extras(store, config, rec, segs[0].get("declared_language"))
-        for row in segs:
-            if clips is not None:
-                from pipelines.recording import clip_to_float
-
-                pcm = clip_to_float(clips[(row["start"], row["end"])])
-            else:
-                pcm = audio.pcm[round(row["start"] * SAMPLE_RATE):round(row["end"] * SAMPLE_RATE)]
-            extra = {**extras.get(row["segment_id"], {}), "licence": licences.get(rec, "unknown")}
-            out[row["segment_id"]] = (encode_flac(pcm), extra)
-    return out

@@ -60,13 +60,17 @@ def test_group_pattern_needs_a_named_group(tmp_path):
 
 
 def test_split_group_follows_the_declared_pattern():
-    from pipelines.build import split_group
+    from dataclasses import replace
+
+    from corpus.schema import Recording
+    from pipelines.decide import split_group
 
     patterns = {("file:///raw", "digits"): r"^\d+_(?P<group>[a-z]+)_"}
-    rec = {"source_uri": "file:///raw", "domain": "digits", "key": "7_george_3.wav", "recording_id": "abc"}
+    rec = Recording(file_key="f", source_uri="file:///raw", domain="digits", key="7_george_3.wav", uri="u",
+                    recording_id="abc")
     assert split_group(rec, patterns) == "file:///raw#george"
-    assert split_group({**rec, "key": "notes.wav"}, patterns) == "abc"
-    assert split_group({**rec, "domain": "other"}, patterns) == "abc"
+    assert split_group(replace(rec, key="notes.wav"), patterns) == "abc"
+    assert split_group(replace(rec, domain="other"), patterns) == "abc"
 
 
 def test_placement_resources_are_custom_positive_and_declared_by_a_local_cluster():

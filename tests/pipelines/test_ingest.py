@@ -1,11 +1,13 @@
 """Ingest on real files: every bad kind gets its quarantine reason, good files their recording row."""
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 from bad_audio import EXPECTED, make_bad_audio_folder
 from pipelines.config import IngestConfig
-from pipelines.ingest import Ingest, drop_exact_duplicates, drop_near_duplicates
+from corpus.schema import Recording
+from pipelines.ingest import DropExactDuplicates, DropNearDuplicates, Ingest, IngestStage, listed
 from pipelines.sources import list_sources
 
 
@@ -14,10 +16,10 @@ def test_bad_files_get_reasons_and_good_ones_recordings(tmp_path, fixtures_dir):
     files, ignored = list_sources([SimpleNamespace(uri=str(folder), domain="mixed", language="en", licence="test")])
     assert [u.rsplit("/", 1)[-1] for u in ignored] == ["README.txt"]
     stage = Ingest(**IngestConfig().model_dump())
-    rows = drop_exact_duplicates([stage(f.to_dict()) for f in files])
-    kept, near = drop_near_duplicates([r for r in rows if r["status"] == "ok"], texts={})  # audio alone here
-    rows = [r for r in rows if r["status"] != "ok"] + kept + near
-    by_name = {r["uri"].rsplit("/", 1)[-1]: r for r in rows}
+    ingest = IngestStage(stage, workers=1, placement={})
+    recs = DropExactDuplicates().process(ingest.process([listed(f) for f in files]))
+    recs = DropNearDuplicates().process(recs)  # no segments here: by audio alone
+    by_name = {r.uri.rsplit("/", 1)[-1]: {**r.file_row(), "fingerprint": r.fingerprint} for r in recs}
     assert set(by_name) == set(EXPECTED)
     for name, reason in EXPECTED.items():
         row = by_name[name]
@@ -49,9 +51,18 @@ def test_recording_id_is_the_pcm_hash_whatever_the_file_name(tmp_path, fixtures_
     assert a["recording_id"] == b["recording_id"] and len(a["recording_id"]) == 20
 
 
-def test_recordings_ingested_without_a_fingerprint_are_ingested_again():
-    from pipelines.build import _needs_fingerprint
+def test_stored_ingest_parts_are_reused_unless_they_lack_a_fingerprint_or_clips():
+    stage = IngestStage(Ingest(**IngestConfig().model_dump()), workers=1, placement={}, clips_done={"r1"})
+    listed_file = Recording(file_key="f", source_uri="s", key="k", uri="u", domain="d", status="listed")
 
-    assert _needs_fingerprint({"status": "ok"}) and _needs_fingerprint({"status": "ok", "fingerprint": None})
-    assert not _needs_fingerprint({"status": "ok", "fingerprint": b"STFP"})
-    assert not _needs_fingerprint({"status": "quarantine", "fingerprint": None})
+    def stored(**kw):
+        return Recording(**{"file_key": "f", "source_uri": "s", "key": "k", "uri": "u", "domain": "d", **kw})
+
+    assert not stage.reuse(listed_file, stored(recording_id="r1"))  # ingested before fingerprints existed
+    assert not stage.reuse(listed_file, stored(recording_id="r2", fingerprint=b"STFP"))  # no clips for this segmentation
+    assert stage.reuse(listed_file, stored(recording_id="r1", fingerprint=b"STFP"))
+    assert stage.reuse(listed_file, stored(status="quarantine", reason="silent"))
+    assert not stage.keep_part(stored(status="deferred", reason="timeout"))  # read again next run
+    # what the sources declare now (licence, domain, language) wins over the stored row
+    row = stored(recording_id="r1", licence="old", status="ok").file_row(fingerprint=True)
+    assert stage.decode(replace(listed_file, licence="CC0-1.0"), [row]).licence == "CC0-1.0"

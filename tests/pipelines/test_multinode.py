@@ -118,7 +118,7 @@ def test_multinode_build_places_stages_and_equals_the_one_node_release(sources, 
         # placement, from what each node's workers ran (Ray names every task and actor in its logs)
         on_cpu, on_asr = cluster.logs(cpu), cluster.logs(asr)
         assert "LabelStage" in on_asr and "LabelStage" not in on_cpu
-        for stage in ("Ingest", "_cut_and_encode"):
+        for stage in ("IngestStage", "CutStage"):
             assert stage in on_cpu and stage not in on_asr, stage
 
         # the labelling node dies midway (SIGKILL: raylet and workers); a new one joins; rerun

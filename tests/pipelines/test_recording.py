@@ -120,8 +120,10 @@ def test_cut_clips_gives_the_recordings_samples_for_segments_and_trimmed_pieces(
 def test_labelling_a_recording_in_chunks_gives_the_decoding_of_one_call(long_file, tmp_path, monkeypatch):
     """The label actor's memory follows a chunk of clips, not the recording: chunks of whole
     batches give the same texts, confidences and words as labelling every clip in one call."""
-    from pipelines import build
+    from corpus.schema import Recording
+    from pipelines import label as label_module
     from pipelines.recording import write_clips
+    from pipelines.stages import Resources
 
     got = decode_to_spool(long_file, tmp_path / "pcm", name="long", max_seconds=None)
     try:
@@ -134,14 +136,20 @@ def test_labelling_a_recording_in_chunks_gives_the_decoding_of_one_call(long_fil
     finally:
         got.spool.close()
     assert len(segments) > 5
-    stage = build.LabelStage({"model": "tiny.en", "device": "cpu", "batch_size": 2, "cpu_threads": 2},
-                             {"store": str(tmp_path / "store"), "prefix": "c"})
-    monkeypatch.setattr(build, "LABEL_CHUNK_BATCHES", 1)  # chunks of 2 clips
-    chunked = stage({"recording_id": "rec", "language": "en"})["labels"]
-    assert stage({"recording_id": "rec", "language": "en"})["labels"] == chunked  # deterministic
-    monkeypatch.setattr(build, "LABEL_CHUNK_BATCHES", 10 ** 6)  # every clip in one call
-    whole = json.loads(stage({"recording_id": "rec", "language": "en"})["labels"])
-    chunked = json.loads(chunked)
+    stage = label_module.LabelStage({"model": "tiny.en", "device": "cpu", "batch_size": 2, "cpu_threads": 2},
+                                    {"store": str(tmp_path / "store"), "prefix": "c"}, "k", Resources())
+    stage.setup()
+    rec = Recording(file_key="f", source_uri="s", key="k", uri="u", domain="d", language="en", recording_id="rec")
+
+    def labels() -> list[dict]:
+        (out,) = stage.process([rec])
+        return [{"start": s.start, "end": s.end, **s.label.to_dict()} for s in out.segments]
+
+    monkeypatch.setattr(label_module, "LABEL_CHUNK_BATCHES", 1)  # chunks of 2 clips
+    chunked = labels()
+    assert labels() == chunked  # deterministic
+    monkeypatch.setattr(label_module, "LABEL_CHUNK_BATCHES", 10 ** 6)  # every clip in one call
+    whole = labels()
     assert [(label["start"], label["end"]) for label in chunked] == segments
     # the same decoding: texts, confidences and words; only a word's time may move, where
     # faster-whisper clips a long first word by the previous clip's last speech in the same call

@@ -4,7 +4,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from pipelines.build import _fixed_splits, _manifest_rows
+from corpus.schema import Label, Recording, Segment
+from pipelines.build import _fixed_splits
+from pipelines.decide import AssignSplits
 from pipelines.config import BuildConfig, Source
 from pipelines.sources import list_sources
 
@@ -20,15 +22,12 @@ def test_a_declared_split_wins_over_the_hash_and_other_sources_keep_theirs(tmp_p
     files, _ = list_sources(config.sources)
     fixed = _fixed_splits(files, config)
     assert set(fixed.values()) == {"validation"} and len(fixed) == 1
-    recordings = [{"recording_id": f"r{i}", "source_uri": f.source_uri, "domain": f.domain, "key": f.key,
-                   "uri": f.uri} for i, f in enumerate(files)]
-    labels = {r["recording_id"]: [{"segment_id": f"{r['recording_id']}-s", "start": 0.0, "end": 1.0, "text": "a",
-                                   "avg_logprob": -0.1, "no_speech_prob": 0.0, "compression_ratio": 1.0}]
-              for r in recordings}
-    rows = _manifest_rows(recordings, labels, config, {}, fixed)
+    recordings = [Recording(file_key=f.file_key, recording_id=f"r{i}", source_uri=f.source_uri, domain=f.domain,
+                            key=f.key, uri=f.uri, segments=[Segment(f"r{i}-s", f"r{i}", 0.0, 1.0, Label(text="a"))])
+                  for i, f in enumerate(files)]
     by_source = {}
-    for rec, row in zip(recordings, rows):
-        by_source.setdefault("heldout" if "heldout" in rec["source_uri"] else "raw", set()).add(row["split"])
+    for rec in AssignSplits(config.splits, {}, fixed).process(recordings):
+        by_source.setdefault("heldout" if "heldout" in rec.source_uri else "raw", set()).add(rec.split)
     assert by_source["heldout"] == {"validation"}
     assert by_source["raw"] <= {"train", "validation", "test"}
     assert "train" in by_source["raw"]  # hashed by the fractions, as before

@@ -45,7 +45,7 @@ def test_local_build_ray_listens_on_loopback_only(tmp_path):
     import psutil
     import ray
 
-    from pipelines.build import ray_session
+    from pipelines.runner import ray_session
     from pipelines.ray_local import listening_addresses
 
     from ray._private import ray_constants
@@ -53,9 +53,7 @@ def test_local_build_ray_listens_on_loopback_only(tmp_path):
     if ray.is_initialized():
         ray.shutdown()
     before = (os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"), ray_constants.ENABLE_RAY_CLUSTER)
-    config = load_config(None, release="r", store=str(tmp_path), resources={"num_cpus": 1},
-                         sources=[{"uri": str(tmp_path), "domain": "phone"}])
-    with ray_session(config) as r:
+    with ray_session(num_cpus=1) as r:
         assert r.get(r.remote(lambda: 1).remote()) == 1  # a worker process is up too
         me = psutil.Process()
         pids = {me.pid} | {p.pid for p in me.children(recursive=True)}
