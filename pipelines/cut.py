@@ -42,14 +42,15 @@ class CutStage(Stage):
         return [self._cut(rec) for rec in batch]
 
     def _cut(self, rec: Recording) -> Recording:
-        from pipelines.recording import clip_to_float, cut_clips, iter_clips
+        from pipelines.recording import StoredClips, clip_to_float
 
         todo = [seg for seg in rec.segments if seg.kept and seg.flac is None]
         spans = [(seg.start, seg.end) for seg in todo]
         stored = {}
         if self.clips.get("prefix"):  # None: the build's work is not known (a re-filter of an odd release)
+            rec.audio = StoredClips(self.store, f"{self.clips['prefix']}/{rec.recording_id}.parquet")
             try:
-                stored = cut_clips(iter_clips(self.store, f"{self.clips['prefix']}/{rec.recording_id}.parquet"), spans)
+                stored = rec.audio.spans(spans)
             except ObjectNotFound:
                 pass
         if all(span in stored for span in spans):

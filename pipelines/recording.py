@@ -220,3 +220,21 @@ def cut_clips(clips: Iterable[tuple[float, float, np.ndarray]],
 
 def clip_to_float(pcm: np.ndarray) -> np.ndarray:
     return pcm.astype(np.float32) / np.float32(32768.0)
+
+
+class StoredClips:
+    """A recording's samples read from its clips part (a :class:`corpus.schema.SpanReader`): only the
+    clips holding a wanted span are kept, the part is streamed through one clip at a time."""
+
+    def __init__(self, store: Store, key: str):
+        self.store, self.key = store, key
+
+    def spans(self, wanted: Iterable[tuple[float, float]]) -> dict[tuple[float, float], np.ndarray]:
+        """int16 samples of each wanted (start, end) that lies inside one stored clip."""
+        return cut_clips(iter_clips(self.store, self.key), wanted)
+
+    def load(self, start: float, end: float) -> np.ndarray:
+        got = self.spans([(start, end)])
+        if (start, end) not in got:
+            raise KeyError(f"{start:.3f}-{end:.3f} s is not inside one clip of {self.store.url(self.key)}")
+        return clip_to_float(got[(start, end)])

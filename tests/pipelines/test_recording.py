@@ -159,3 +159,25 @@ def test_labelling_a_recording_in_chunks_gives_the_decoding_of_one_call(long_fil
         assert [(x["word"], x["probability"]) for x in c["words"]] == [(x["word"], x["probability"]) for x in w["words"]]
         assert all(abs(x["start"] - y["start"]) <= 0.5 and abs(x["end"] - y["end"]) <= 0.5
                    for x, y in zip(c["words"], w["words"]))
+
+
+def test_a_recording_loads_one_span_from_its_stored_clips(tmp_path):
+    from corpus.schema import Recording
+    from pipelines.recording import PcmSpool, StoredClips, write_clips
+
+    rng = np.random.default_rng(5)
+    whole = rng.integers(-20000, 20000, 16000 * 10, dtype=np.int16)
+    spool = PcmSpool(tmp_path / "pcm")
+    spool.append(whole)
+    store = open_store(tmp_path / "store")
+    try:
+        write_clips(store, "c/r.parquet", spool, [(0.5, 3.0), (4.0, 9.5)], str(tmp_path))
+    finally:
+        spool.close()
+    rec = Recording(file_key="f", source_uri="s", key="k", uri="u", domain="d", recording_id="r")
+    with pytest.raises(RuntimeError, match="no audio attached"):
+        rec.load(1.0, 2.0)
+    rec.audio = StoredClips(store, "c/r.parquet")
+    assert np.array_equal(rec.load(4.5, 6.25), clip_to_float(whole[72000:100000]))
+    with pytest.raises(KeyError, match="not inside one clip"):
+        rec.load(2.5, 4.5)  # spans two clips: silence between them was never stored
