@@ -126,19 +126,14 @@ def validate_refilter(store: str, source_release: str, thresholds: dict | None, 
                       endpoint_url: str | None) -> None:
     from corpus.schema import validate_name
     from corpus.store import validate_endpoint_url, validate_store_uri
-    from pipelines.refilter import resolve_thresholds
+    from pipelines.refilter import check_request
 
     validate_store_uri(store)
     validate_endpoint_url(endpoint_url)
     validate_name("release", source_release)
     s = open_store(store, endpoint_url=endpoint_url)
     s.probe()
-    release = Release.open(s, source_release)
-    config = release.config()
-    if "filter" not in config:
-        raise ReleaseError(f"release {source_release!r} was not made by a build; it cannot be re-filtered")
-    domains = set(release.manifest().column("domain").to_pylist())
-    resolve_thresholds(config["filter"], thresholds, domain_thresholds, domains)
+    check_request(s, source_release, thresholds, domain_thresholds)
 
 
 @task

@@ -58,6 +58,17 @@ def resolve_thresholds(base: dict, overrides: dict | None, domain_overrides: dic
     return default, per_domain
 
 
+def check_request(store: Store, source: str, thresholds: dict | None, domain_thresholds: dict | None) -> None:
+    """Raise, naming the problem, unless ``source`` is a built release these thresholds can re-filter."""
+    old = Release.open(store, source)
+    config = old.config()
+    if not isinstance(config, dict) or "filter" not in config or "sources" not in config:
+        raise ReleaseError(f"release {source!r} was not made by `stt-corpus build` (its config has no filter); "
+                           "only built releases can be re-filtered")
+    resolve_thresholds(config["filter"], thresholds, domain_thresholds,
+                       set(old.manifest().column("domain").to_pylist()))
+
+
 def _build_config(config: dict) -> BuildConfig | None:
     try:
         return BuildConfig(**{k: v for k, v in config.items() if k in BuildConfig.model_fields})
