@@ -20,7 +20,6 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from corpus.audio import decode
-from corpus.datasheet import write_datasheet
 from corpus.release import Release, ReleaseError, ReleaseWriter
 from corpus.schema import SAMPLE_RATE
 from corpus.shards import encode_flac, iter_shard_raw
@@ -181,7 +180,6 @@ def refilter_release(store: Store, source: str, release: str, *, thresholds: dic
         carried["refilter_summary.json"] = json.dumps(summary, indent=2, sort_keys=True).encode()
         info = writer.commit(extra_files=carried)
     summary["counts"] = info["counts"]
-    write_datasheet(store, release)
     return summary
 
 
