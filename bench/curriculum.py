@@ -94,6 +94,7 @@ def main() -> int:
     from corpus.store import open_store
     from training import train
     from reference.releases import build_gen_release
+    from presentation.training_report import write_report
     from training.rundir import RunDir, run_store
 
     held_out = tuple(d for d in [args.held_out] if d)
@@ -123,6 +124,7 @@ def main() -> int:
                 "eval_max_samples": args.eval_samples, "eval_splits": ["validation"], "model": MODEL,
             })
             walls[label].append(time.perf_counter() - t0)
+            write_report(run_store(store, name))  # as `stt-corpus train` does after the run
             for e in result.final_eval:
                 if e["cer"] is not None:
                     finals[label].setdefault((e["domain"], e["split"]), []).append(e["cer"])

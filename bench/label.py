@@ -80,8 +80,10 @@ def batched_ceiling(files: list[Path], threads: int, device: str, batch_size: in
 
 def ours(raw: Path, store: Path, threads: int, device: str, decode_workers: int = 1) -> dict:
     """(c) the whole build; ``end_to_end_seconds`` from the call to its return."""
+    from corpus.store import open_store
     from pipelines.build import run_build
     from pipelines.config import load_config
+    from presentation.datasheet import write_build_datasheet
 
     config = load_config(None, release="bench", store=str(store), device=device,
                          sources=[{"uri": str(raw), "include": f"{d}-*", "domain": d} for d in DOMAINS],
@@ -89,6 +91,7 @@ def ours(raw: Path, store: Path, threads: int, device: str, decode_workers: int 
                          resources={"num_cpus": os.cpu_count(), "decode_workers": decode_workers})
     start = time.perf_counter()
     summary = run_build(config, progress=False)
+    write_build_datasheet(open_store(config.store), summary)  # as `stt-corpus build` does after the build
     summary["end_to_end_seconds"] = time.perf_counter() - start
     return summary
 

@@ -1,16 +1,16 @@
 """What a finished build, re-filter or training run shows in Prefect.
 
-No renderer of its own: the artifact is the document the pipeline already wrote beside the data
-(a release's ``datasheet.md``, a run's ``report.md``), with its relative image links turned into
-the store's URLs, so Prefect, the store and the CLI show the same page.
+No renderer of its own: the artifact is the document ``presentation`` wrote beside the data (a
+release's datasheet, a run's report), read back with its image links turned into the store's
+URLs (``presentation.document.document_markdown``), so Prefect, the store and the CLI show the
+same page.
 """
 from __future__ import annotations
 
-import re
-
 from corpus.store import Store
-
-_RELATIVE_IMAGE = re.compile(r"(!\[[^\]]*\]\()(?![a-z][a-z0-9+.-]*://|/)([^)\s]+)\)")
+from presentation.datasheet import MD_FILE
+from presentation.document import document_markdown
+from presentation.training_report import REPORT_FILE
 
 
 def artifact_key(release: str) -> str:
@@ -18,13 +18,14 @@ def artifact_key(release: str) -> str:
     return "release-" + "".join(c if c.isalnum() else "-" for c in release.lower())
 
 
-def document_markdown(store: Store, key: str) -> str:
-    """The markdown document at ``key`` with image links made absolute (``store.url`` of each)."""
-    folder = key.rsplit("/", 1)[0] + "/" if "/" in key else ""
-    text = store.get_bytes(key).decode("utf-8")
-    return _RELATIVE_IMAGE.sub(lambda m: f"{m.group(1)}{store.url(folder + m.group(2))})", text)
-
-
 def release_datasheet(store: Store, release: str) -> str:
-    """The datasheet a build or re-filter wrote into its release (``corpus.datasheet``)."""
-    return document_markdown(store, f"releases/{release}/datasheet.md")
+    """The datasheet written into the release (``presentation.datasheet``)."""
+    return document_markdown(store, f"releases/{release}/{MD_FILE}")
+
+
+def run_report(run: Store) -> str:
+    """The report written into a training run's folder (``presentation.training_report``)."""
+    return document_markdown(run, REPORT_FILE)
+
+
+__all__ = ["artifact_key", "release_datasheet", "run_report", "document_markdown"]

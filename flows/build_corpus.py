@@ -140,9 +140,13 @@ def validate_refilter(store: str, source_release: str, thresholds: dict | None, 
 def run_refilter(store: str, source_release: str, release: str, thresholds: dict | None,
                  domain_thresholds: dict | None, endpoint_url: str | None) -> dict:
     from pipelines.refilter import refilter_release
+    from presentation.datasheet import datasheet_url, write_datasheet
 
-    return refilter_release(open_store(store, endpoint_url=endpoint_url), source_release, release,
-                            thresholds=thresholds, domain_thresholds=domain_thresholds, endpoint_url=endpoint_url)
+    opened = open_store(store, endpoint_url=endpoint_url)
+    summary = refilter_release(opened, source_release, release, thresholds=thresholds,
+                               domain_thresholds=domain_thresholds, endpoint_url=endpoint_url)
+    write_datasheet(opened, release)
+    return {**summary, "datasheet": datasheet_url(opened, release)}
 
 
 @flow(name="refilter", log_prints=True)

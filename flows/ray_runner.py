@@ -39,10 +39,14 @@ def entrypoint(config_uri: str, endpoint_url: str | None) -> str:
 
 
 def run_local(config: dict) -> dict:
+    """The build in this process, then its datasheet (what ``stt-corpus build`` does in a submitted job)."""
     from pipelines.build import run_build
     from pipelines.config import BuildConfig
+    from presentation.datasheet import write_build_datasheet
 
-    return run_build(BuildConfig.model_validate(config), progress=False)
+    resolved = BuildConfig.model_validate(config)
+    summary = run_build(resolved, progress=False)
+    return write_build_datasheet(open_store(resolved.store, endpoint_url=resolved.endpoint_url), summary)
 
 
 def run_submitted(config: dict, address: str, job_id: str, log) -> dict:

@@ -6,7 +6,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
 from corpus.release import Release
 from corpus.store import open_store
-from flows.artifacts import artifact_key, document_markdown
+from flows.artifacts import artifact_key, run_report
 
 
 @task
@@ -24,8 +24,13 @@ def validate_training(config: dict) -> dict:
 @task
 def run_training(config: dict) -> dict:
     import training
+    from presentation.training_report import REPORT_FILE, write_report
+    from training.rundir import run_store
 
     result = training.train(config).to_dict()
+    result["files"].update(write_report(run_store(open_store(config["store"], endpoint_url=config.get("endpoint_url")),
+                                                  result["run"])))
+    result["report_url"] = result["files"][REPORT_FILE]
     get_run_logger().info("trained %s steps on %.3f h of audio; report at %s", result["steps"],
                           result["audio_hours"], result["report_url"])
     return {k: result[k] for k in ("run", "run_url", "steps", "audio_hours", "wall_seconds", "device",
@@ -34,12 +39,12 @@ def run_training(config: dict) -> dict:
 
 @task
 def publish_report(result: dict, store: str, endpoint_url: str | None) -> None:
-    """The run's own report (``training.report``: curves, evaluation per domain, compute) as an artifact."""
+    """The run's own report (``presentation.training_report``: curves, evaluation, compute) as an artifact."""
     from training.rundir import run_store
 
     run = run_store(open_store(store, endpoint_url=endpoint_url), result["run"])
     key = "run-" + artifact_key(result["run"]).removeprefix("release-")
-    create_markdown_artifact(markdown=document_markdown(run, "report.md"), key=key,
+    create_markdown_artifact(markdown=run_report(run), key=key,
                              description=f"training run {result['run']}")
     create_link_artifact(link=result["report_url"], link_text=f"report of run {result['run']}", key=f"{key}-report")
 

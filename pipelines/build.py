@@ -238,29 +238,3 @@ def make_summary(files, recordings, quarantine, rows, stats: BuildStats) -> dict
         "stage_seconds": stats.stage_seconds,
         "wall_seconds": round(stats.wall_seconds, 3),
     }
-
-
-def format_summary(summary: dict) -> str:
-    lines = [f"{'domain':<14}{'files':>7}{'quarant.':>10}{'hours in':>10}{'segments':>10}{'kept':>7}{'hours kept':>12}"]
-    for d, s in summary["domains"].items():
-        lines.append(f"{d:<14}{s['files']:>7}{s['quarantined']:>10}{s['hours_in']:>10.3f}{s['segments']:>10}"
-                     f"{s['kept']:>7}{s['hours_kept']:>12.3f}")
-    lines.append("rejected segments by reason: " + (", ".join(f"{k} {v}" for k, v in summary["rejects_by_reason"].items())
-                                                  or "none"))
-    lines.append("quarantined files by reason: " + (", ".join(f"{k} {v}" for k, v in summary["quarantine_by_reason"].items())
-                                                  or "none"))
-    if summary.get("deferred_by_reason"):
-        lines.append("deferred (could not be read; the next run retries them): "
-                     + ", ".join(f"{k} {v}" for k, v in summary["deferred_by_reason"].items()))
-    tp = summary["label_throughput_audio_s_per_s"]
-    lines.append(f"labelled now: {summary['recordings_labelled_now']} recordings, {summary['segments_labelled_now']} segments"
-                 + (f", {tp:.2f} audio-s per wall-s" if tp else " (all reused from earlier runs)"))
-    lines.append(f"wall time: {summary['wall_seconds']:.1f} s  (stages: "
-                 + ", ".join(f"{k} {v:.1f} s" for k, v in summary["stage_seconds"].items()) + ")")
-    if "release" in summary:
-        r = summary["release"]
-        lines.append(f"release {r['name']} at {r['store']}: {r['counts']['kept']} kept of {r['counts']['segments']} "
-                     f"segments in {r['counts']['shards']} shards")
-        if r.get("datasheet"):
-            lines.append(f"datasheet: {r['datasheet']}")
-    return "\n".join(lines)

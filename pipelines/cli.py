@@ -31,8 +31,11 @@ Example config (build.yaml):
 
 
 def _run(args) -> int:
-    from pipelines.build import format_summary, run_build
+    from corpus.store import open_store
+    from pipelines.build import run_build
     from pipelines.config import ConfigError, load_config, parse_source_flags
+    from presentation.datasheet import write_build_datasheet
+    from presentation.run_summary import format_summary
 
     if args.config is None and not (args.source and args.release):
         raise ConfigError("give --config FILE, or at least --source DOMAIN=URI and --release NAME")
@@ -40,6 +43,7 @@ def _run(args) -> int:
                          ray_address=args.ray_address, model_name=args.model, device=args.device,
                          sources=parse_source_flags(args.source) if args.source else None)
     summary = run_build(config, progress=not args.no_progress)
+    write_build_datasheet(open_store(config.store, endpoint_url=config.endpoint_url), summary)
     print(format_summary(summary))
     return 0
 
@@ -90,6 +94,7 @@ def _run_refilter(args) -> int:
 
     from corpus.store import open_store
     from pipelines.refilter import refilter_release
+    from presentation.datasheet import datasheet_url, write_datasheet
 
     thresholds, per_domain = read_thresholds(args.thresholds)
     flat, domains = _parse_sets(args.set)
@@ -99,8 +104,11 @@ def _run_refilter(args) -> int:
     store = open_store(args.store, endpoint_url=args.endpoint_url)
     summary = refilter_release(store, args.source, args.release, thresholds=thresholds,
                                domain_thresholds=per_domain, endpoint_url=args.endpoint_url, progress=True)
+    write_datasheet(store, args.release)
+    summary["datasheet"] = datasheet_url(store, args.release)
     print(json.dumps({k: summary[k] for k in ("source_release", "release", "segments", "kept", "rejected",
-                                               "rejects_by_reason", "audio_reused", "audio_recut")}, indent=2))
+                                               "rejects_by_reason", "audio_reused", "audio_recut", "datasheet")},
+                     indent=2))
     return 0
 
 
@@ -133,11 +141,11 @@ def _run_calibrate(args) -> int:
     result = calibrate(release, gold, target_share_bad=args.target_bad_share)
     print(format_report(result))
     print(f"calibration saved to {save(release, result)}")
-    from corpus.datasheet import write_datasheet
+    from presentation.datasheet import datasheet_url, write_datasheet
 
     store = open_store(args.store, endpoint_url=args.endpoint_url)
     write_datasheet(store, args.release)
-    print(f"datasheet regenerated with the calibration curve: {store.url(f'releases/{args.release}/datasheet.html')}")
+    print(f"datasheet regenerated with the calibration curve: {datasheet_url(store, args.release)}")
     if args.out:
         with open(args.out, "w") as fh:
             yaml.safe_dump(thresholds_fragment(result), fh, sort_keys=True)

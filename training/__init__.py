@@ -1,4 +1,4 @@
-"""Streaming training on releases: dataset, curriculum, CTC model, loop, evaluation, report.
+"""Streaming training on releases: dataset, curriculum, CTC model, loop, evaluation, run summary.
 
 ``train(config)`` is the one entry point (the CLI and flows call it). Importing this package
 needs no torch; ``train`` imports it when called.

@@ -34,9 +34,9 @@ Writes to <store>/runs/<run>/: config.json, curriculum.yaml, vocab.json,
 checkpoints/ (model, optimiser, curriculum and per-worker stream positions; --resume continues
 from the latest one exactly as if never stopped), metrics.parquet (train loss per domain every
 --log-every steps; loss, CER and WER per domain on the validation and test splits every
---eval-every steps), samples/ (every trained sample's key per step), and at the end report.md
-with loss.png, cer.png, curriculum.png and summary.json: error rates, compute used (device,
-device-hours, audio hours, throughput) and the curriculum as realised.
+--eval-every steps), samples/ (every trained sample's key per step), at the end summary.json and
+then the report (report.md, report.html with loss.png, cer.png, curriculum.png): error rates,
+compute used (device, device-hours, audio hours, throughput) and the curriculum as realised.
 """
 
 _FIELDS = ("store", "release", "run", "endpoint_url", "curriculum", "max_steps", "max_hours", "device", "seed",
@@ -132,8 +132,15 @@ def _cmd_train(args) -> int:
 
     config = config_from_args(args)
     result = train(config)
-    if result.rank != 0:  # rank 0 prints for the run
+    if result.rank != 0:  # rank 0 reports and prints for the run
         return 0
+    from corpus.store import open_store
+    from presentation.training_report import REPORT_FILE, write_report
+    from training.rundir import run_store
+
+    result.files.update(write_report(run_store(open_store(config.store, endpoint_url=config.endpoint_url),
+                                               config.run)))
+    result.report_url = result.files[REPORT_FILE]
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=str))
         return 0

@@ -1,4 +1,4 @@
-"""``train(config)``: stream a release, follow the curriculum, train the CTC model, evaluate, report.
+"""``train(config)``: stream a release, follow the curriculum, train the CTC model, evaluate, summarise.
 
 Called by ``stt-corpus train`` and by flows. Everything a resume needs is in the latest
 checkpoint: model, optimiser (and AMP scaler), step, audio seen, the resolved curriculum, the
@@ -41,7 +41,6 @@ from torch.utils.data import DataLoader
 
 from corpus.release import Release
 from corpus.store import open_store
-from training import report as report_mod
 from training.config import RESUMABLE_CHANGES, TrainConfig, config_from_dict
 from training.curriculum import (CurriculumSpec, Schedule, curriculum_yaml, default_curriculum, domain_stats,
                                  resolve, uniform_curriculum)
@@ -51,6 +50,7 @@ from training.evaluate import ctc_losses, evaluate
 from training.features import CharVocab, LogMel, SpecAugment
 from training.model import CTCModel, parameter_count
 from training.rundir import RunDir, RunError, run_store
+from training.summary import SUMMARY_FILE, planned_phases, realised_table
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class TrainResult:
     realised: dict
     corrupt_shards: dict[str, int]
     checkpoint_url: str | None
-    report_url: str
+    report_url: str | None  # filled by the caller that writes the report (presentation.training_report)
     world_size: int = 1
     rank: int = 0
     first_eval: list[dict] = field(default_factory=list)  # the run's first evaluation (with its step)
@@ -532,7 +532,7 @@ class _Trainer:
                 problems["corrupt_shards"][url] = problems["corrupt_shards"].get(url, 0) + n
             problems["filtered"] += part["problems"]["filtered"]
             problems["too_long"] += part["problems"]["too_long"]
-        realised = report_mod.realised_table(counts)
+        realised = realised_table(counts)
         schedule = self.schedule.to_dict()
         data = {**problems, "eval_corrupt_shards": self.eval_corrupt}
         if not self.dist.main:
@@ -540,7 +540,7 @@ class _Trainer:
                                audio_hours=audio / 3600, wall_seconds=wall_seconds, device_seconds=device_seconds,
                                device=_device_name(self.device), final_eval=[], realised=realised,
                                corrupt_shards=data["corrupt_shards"], checkpoint_url=self.last_checkpoint,
-                               report_url=self.run.store.url("report.md"), world_size=self.dist.world_size,
+                               report_url=None, world_size=self.dist.world_size,
                                rank=self.dist.rank)
         summary = {
             "run": self.config.run, "release": self.config.release, "store": self.store.uri, "steps": progress.step,
@@ -548,8 +548,8 @@ class _Trainer:
                       **self.config.model.model_dump()},
             "curriculum": {"name": schedule["name"], "unit": schedule["unit"], "domains": schedule["domains"],
                            "schedule": schedule["phases"],
-                           "phases": report_mod.planned_phases(schedule, progress.steps_in_phase,
-                                                               progress.weight_sums)},
+                           "phases": planned_phases(schedule, progress.steps_in_phase,
+                                                    progress.weight_sums)},
             "curriculum_note": self.curriculum_note,
             "realised": realised,
             "final_eval": self.last_eval, "final_eval_step": self.last_eval_step, "eval_missing": self.eval_missing,
@@ -566,7 +566,8 @@ class _Trainer:
             "data": data,
             "config": self.config.model_dump(mode="json"),
         }
-        files = report_mod.write_report(self.run, summary, self.metrics)
+        self.run.put_json(SUMMARY_FILE, summary)
+        files = {SUMMARY_FILE: self.run.store.url(SUMMARY_FILE)}
         evals = [r for r in self.metrics if r["kind"] == "eval"]
         first_step = min((r["step"] for r in evals), default=None)
         first_eval = [{k: r[k] for k in ("step", "domain", "split", "cer", "wer", "samples")}
@@ -575,7 +576,7 @@ class _Trainer:
                            audio_hours=audio / 3600, wall_seconds=wall_seconds, device_seconds=device_seconds,
                            device=summary["compute"]["device"], final_eval=self.last_eval, realised=realised,
                            corrupt_shards=data["corrupt_shards"], checkpoint_url=self.last_checkpoint,
-                           report_url=files["report.md"], files=files, world_size=self.dist.world_size,
+                           report_url=None, files=files, world_size=self.dist.world_size,
                            first_eval=first_eval, final_eval_step=self.last_eval_step)
 
 

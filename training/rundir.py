@@ -7,7 +7,8 @@
     checkpoints/latest.json     the commit point of a checkpoint: its key, step and sha256
     metrics.parquet             train and eval rows (see training.loop.METRICS)
     samples/steps-A-B.parquet   every trained sample's key per step, one part per checkpoint
-    report.md, *.png, summary.json   written at the end
+    summary.json                written at the end (training.summary)
+    report.md, report.html, *.png  the report, written after the run by its caller (presentation.training_report)
 """
 from __future__ import annotations
 

@@ -14,6 +14,10 @@ plot); quarantined files by reason; the calibration curve (``calibration.json``)
 licences per source; splits (recordings per split and a check that no recording, nor any declared
 group, is in two splits); the model and decode parameters; the filter thresholds.
 
+Written after the work by whoever ran it (``stt-corpus build``, ``refilter`` and ``calibrate``, the
+flows), never by ``pipelines`` itself: the datasheet is above what it describes. The rendering is
+``presentation.document``'s, shared with the training report.
+
 Every optional input may be absent (a reference-labelled release has no quarantine, no
 recordings table, no confidences, no model and no filter): its section says so instead.
 Both documents come from one list of blocks, so the markdown and the HTML always agree. The
@@ -22,14 +26,12 @@ output depends only on the release, so regenerating an unchanged release writes 
 from __future__ import annotations
 
 import argparse
-import html
 import io
 import json
-import math
-import re
 import sys
+import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +43,7 @@ from corpus.release import Release, hours_by_domain_split
 from corpus.schema import SPLITS
 from corpus.shards import ShardError, iter_shard_raw
 from corpus.store import ObjectNotFound, Store, StoreError
+from presentation.document import Document, cell, figure, num, png, save, to_html, to_markdown
 
 MD_FILE = "datasheet.md"
 HTML_FILE = "datasheet.html"
@@ -60,147 +63,21 @@ MAX_CURVE_ROWS = 12  # calibration curve points listed per domain (the plot show
 KEPT_COLOR, REJECTED_COLOR = "#1f77b4", "#d62728"
 
 
-# --------------------------------------------------------------------------- the document model
-
-
-@dataclass
-class _Table:
-    id: str
-    headers: list[str]
-    rows: list[list[str]]
-    numeric: list[bool]
-
-
-@dataclass
-class _Doc:
-    """Blocks rendered the same way to markdown and to HTML; plots ride along as PNG bytes."""
-
-    blocks: list[tuple] = field(default_factory=list)
-    plots: dict[str, bytes] = field(default_factory=dict)
-
-    def h(self, level: int, text: str, anchor: str | None = None) -> None:
-        self.blocks.append(("h", level, text, anchor))
-
-    def p(self, text: str) -> None:
-        self.blocks.append(("p", text))
-
-    def ul(self, items: list[str]) -> None:
-        if items:
-            self.blocks.append(("ul", list(items)))
-
-    def table(self, id: str, headers: list[str], rows: list[list], numeric: list[bool] | None = None) -> None:
-        cells = [[_cell(v) for v in row] for row in rows]
-        self.blocks.append(("table", _Table(id, list(headers), cells, numeric or [False] * len(headers))))
-
-    def img(self, name: str, png: bytes, alt: str) -> None:
-        self.plots[name] = png
-        self.blocks.append(("img", f"{PLOTS_DIR}/{name}", alt))
+# --------------------------------------------------------------------------- cells
 
 
 def _cell(value) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return _num(value)
+    """Table text as ``presentation.document.cell``, except that a long config value is summarised."""
     if isinstance(value, (dict, list)):
         text = json.dumps(value, sort_keys=True)
         if len(text) > MAX_CELL:
             return f"({type(value).__name__} of {len(value)} entries, {len(text)} characters: see config.yaml)"
-        return text
-    return str(value)
-
-
-def _num(x: float) -> str:
-    if not math.isfinite(x):
-        return str(x)
-    if x == int(x) and abs(x) < 1e15:
-        return str(int(x)) if abs(x) >= 1 or x == 0 else f"{x:g}"
-    return f"{x:.6g}"
+    return cell(value)
 
 
 def hours(x: float) -> str:
     """How the datasheet writes hours: 4 decimals (0.36 s), the same in every table."""
     return f"{x:.4f}"
-
-
-_CODE = re.compile(r"`([^`]+)`")
-_BOLD = re.compile(r"\*\*([^*]+)\*\*")
-
-
-def _inline_html(text: str) -> str:
-    out = html.escape(text, quote=False)
-    out = _CODE.sub(lambda m: f"<code>{m.group(1)}</code>", out)
-    return _BOLD.sub(lambda m: f"<strong>{m.group(1)}</strong>", out)
-
-
-def _md_cell(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-
-
-def _to_markdown(doc: _Doc) -> str:
-    out: list[str] = []
-    for block in doc.blocks:
-        kind = block[0]
-        if kind == "h":
-            out.append(f"{'#' * block[1]} {block[2]}")
-        elif kind == "p":
-            out.append(block[1])
-        elif kind == "ul":
-            out.append("\n".join(f"- {item}" for item in block[1]))
-        elif kind == "table":
-            t: _Table = block[1]
-            lines = ["| " + " | ".join(_md_cell(h) for h in t.headers) + " |",
-                     "|" + "|".join("---:" if n else "---" for n in t.numeric) + "|"]
-            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in t.rows]
-            out.append("\n".join(lines))
-        elif kind == "img":
-            out.append(f"![{block[2]}]({block[1]})")
-    return "\n\n".join(out) + "\n"
-
-
-_CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max-width: 70em;
-       margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
-table { border-collapse: collapse; margin: 0.8em 0 1.2em; font-size: 0.92em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; vertical-align: top; }
-th { background: #f2f2f2; text-align: left; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-code { background: #f4f4f4; padding: 0 0.2em; font-size: 0.92em; }
-img { max-width: 100%; height: auto; border: 1px solid #eee; margin: 0.5em 0 1em; }
-h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 1.8em; }
-nav ul { columns: 2; }
-"""
-
-
-def _to_html(doc: _Doc, title: str) -> str:
-    parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-             f"<title>{html.escape(title)}</title>", f"<style>{_CSS}</style>", "</head>", "<body>"]
-    toc = [(b[3], b[2]) for b in doc.blocks if b[0] == "h" and b[1] == 2 and b[3]]
-    for block in doc.blocks:
-        kind = block[0]
-        if kind == "h":
-            anchor = f' id="{html.escape(block[3])}"' if block[3] else ""
-            parts.append(f"<h{block[1]}{anchor}>{_inline_html(block[2])}</h{block[1]}>")
-            if block[1] == 1 and toc:
-                links = "".join(f'<li><a href="#{html.escape(a)}">{_inline_html(t)}</a></li>' for a, t in toc)
-                parts.append(f"<nav><ul>{links}</ul></nav>")
-        elif kind == "p":
-            parts.append(f"<p>{_inline_html(block[1])}</p>")
-        elif kind == "ul":
-            parts.append("<ul>" + "".join(f"<li>{_inline_html(i)}</li>" for i in block[1]) + "</ul>")
-        elif kind == "table":
-            t: _Table = block[1]
-            head = "".join(f"<th>{html.escape(h)}</th>" for h in t.headers)
-            body = "".join("<tr>" + "".join(f'<td class="num">{html.escape(c)}</td>' if n
-                                            else f"<td>{html.escape(c)}</td>" for c, n in zip(row, t.numeric))
-                           + "</tr>" for row in t.rows)
-            parts.append(f'<table id="table-{html.escape(t.id)}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
-        elif kind == "img":
-            parts.append(f'<p><img src="{html.escape(block[1])}" alt="{html.escape(block[2])}"></p>')
-    parts += ["</body>", "</html>"]
-    return "\n".join(parts) + "\n"
 
 
 # --------------------------------------------------------------------------- reading the release
@@ -251,25 +128,9 @@ def _parent(uri: str) -> str:
 # --------------------------------------------------------------------------- plots
 
 
-def _figure(width: float, height: float):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), dpi=100, layout="constrained")
-
-
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    # no software/date metadata: the same release always gives the same bytes
-    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
-    return buf.getvalue()
-
-
 def _plot_hours(by_domain_split: dict, splits: list[str]) -> bytes:
     domains = sorted(by_domain_split)
-    fig = _figure(max(6.0, 1.2 * len(domains) + 2), 4.2)
+    fig = figure(max(6.0, 1.2 * len(domains) + 2), 4.2)
     ax = fig.subplots()
     x = np.arange(len(domains))
     width = 0.8 / max(1, len(splits))
@@ -282,7 +143,7 @@ def _plot_hours(by_domain_split: dict, splits: list[str]) -> bytes:
     ax.set_title("Hours kept per domain and split")
     ax.legend(title="split")
     ax.grid(axis="y", alpha=0.3)
-    return _png(fig)
+    return png(fig)
 
 
 def _bins(*arrays: np.ndarray, n: int = 40) -> np.ndarray:
@@ -309,7 +170,7 @@ def _hist_pair(ax, kept: np.ndarray, rejected: np.ndarray, bins) -> None:
 
 
 def _plot_durations(kept: np.ndarray, rejected: np.ndarray) -> bytes:
-    fig = _figure(7.5, 4.0)
+    fig = figure(7.5, 4.0)
     ax = fig.subplots()
     _hist_pair(ax, kept, rejected, _bins(kept, rejected))
     ax.set_xlabel("segment duration (s)")
@@ -317,13 +178,13 @@ def _plot_durations(kept: np.ndarray, rejected: np.ndarray) -> bytes:
     ax.set_title("Segment durations, kept vs rejected")
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
-    return _png(fig)
+    return png(fig)
 
 
 def _plot_confidences(domain: str, values: dict[str, tuple[np.ndarray, np.ndarray]],
                       thresholds: dict) -> bytes:
     metrics = list(values)
-    fig = _figure(4.3 * len(metrics), 3.8)
+    fig = figure(4.3 * len(metrics), 3.8)
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     for ax, metric in zip(axes, metrics):
         kept, rejected = values[metric]
@@ -333,7 +194,7 @@ def _plot_confidences(domain: str, values: dict[str, tuple[np.ndarray, np.ndarra
             if isinstance(limit, (int, float)) and not isinstance(limit, bool) and (
                     metric != "mean_word_prob" or limit > 0):
                 ax.axvline(limit, color="black", linestyle="--", linewidth=1,
-                           label=f"{THRESHOLD_OF[metric]} = {_num(float(limit))}")
+                           label=f"{THRESHOLD_OF[metric]} = {num(float(limit))}")
             ax.legend(fontsize=8)
         else:
             ax.text(0.5, 0.5, "no values", ha="center", va="center", transform=ax.transAxes)
@@ -341,11 +202,11 @@ def _plot_confidences(domain: str, values: dict[str, tuple[np.ndarray, np.ndarra
         ax.set_ylabel("segments")
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(f"ASR confidences in domain {domain}, kept vs rejected")
-    return _png(fig)
+    return png(fig)
 
 
 def _plot_rejects(counts: list[tuple[str, int]]) -> bytes:
-    fig = _figure(7.5, max(2.5, 0.45 * len(counts) + 1.2))
+    fig = figure(7.5, max(2.5, 0.45 * len(counts) + 1.2))
     ax = fig.subplots()
     labels = [r for r, _ in counts][::-1]
     values = [n for _, n in counts][::-1]
@@ -355,11 +216,11 @@ def _plot_rejects(counts: list[tuple[str, int]]) -> bytes:
     _integer_axis(ax.xaxis)
     ax.set_title("Rejects by reason")
     ax.grid(axis="x", alpha=0.3)
-    return _png(fig)
+    return png(fig)
 
 
 def _plot_calibration(curves: dict[str, list[dict]], chosen: dict[str, dict | None], bad_wer) -> bytes:
-    fig = _figure(7.5, 4.6)
+    fig = figure(7.5, 4.6)
     ax = fig.subplots()
     for domain, curve in sorted(curves.items()):
         points = sorted(curve, key=lambda p: p["share_bad"])
@@ -374,7 +235,7 @@ def _plot_calibration(curves: dict[str, list[dict]], chosen: dict[str, dict | No
     ax.set_title("Calibration: yield against error per domain (star: chosen threshold)")
     ax.legend(title="domain")
     ax.grid(alpha=0.3)
-    return _png(fig)
+    return png(fig)
 
 
 # --------------------------------------------------------------------------- the sections
@@ -392,7 +253,7 @@ class _Facts:
     splits: list[str]
 
 
-def _overview(doc: _Doc, f: _Facts) -> None:
+def _overview(doc: Document, f: _Facts) -> None:
     counts, cfg = f.info.get("counts", {}), f.config
     if cfg.get("kind") == "truth":
         kind = "reference-labelled (`release-truth`: texts from a truth file, no ASR, nothing filtered)"
@@ -411,7 +272,7 @@ def _overview(doc: _Doc, f: _Facts) -> None:
     ])
 
 
-def _hours_section(doc: _Doc, f: _Facts) -> None:
+def _hours_section(doc: Document, f: _Facts) -> None:
     doc.h(2, "Hours per domain and split", "hours")
     recorded = f.info.get("hours", {}).get("kept_by_domain_split", {})
     splits = _order_splits({s for by in recorded.values() for s in by} | set(f.splits) | set(SPLITS))
@@ -446,7 +307,7 @@ def _hours_section(doc: _Doc, f: _Facts) -> None:
               rows, [False] + [True] * 6)
 
 
-def _durations_section(doc: _Doc, f: _Facts) -> None:
+def _durations_section(doc: Document, f: _Facts) -> None:
     doc.h(2, "Segment durations", "durations")
     kept, rejected = f.duration[f.kept], f.duration[~f.kept]
     rows = []
@@ -468,7 +329,7 @@ def _thresholds_for(config: dict, domain: str) -> dict:
     return {**base, **(per or {})}
 
 
-def _confidence_section(doc: _Doc, f: _Facts) -> None:
+def _confidence_section(doc: Document, f: _Facts) -> None:
     doc.h(2, "ASR confidences per domain", "confidences")
     present = {m: m in f.manifest.column_names and f.manifest.column(m).null_count < f.manifest.num_rows
                for m in CONFIDENCES + OPTIONAL_CONFIDENCES}
@@ -504,7 +365,7 @@ def _confidence_section(doc: _Doc, f: _Facts) -> None:
               [False, False, True, True, True, True])
 
 
-def _rejects_section(doc: _Doc, f: _Facts) -> None:
+def _rejects_section(doc: Document, f: _Facts) -> None:
     doc.h(2, "Rejected segments by reason", "rejects")
     rejected = int((~f.kept).sum())
     if not rejected:
@@ -527,7 +388,7 @@ def _rejects_section(doc: _Doc, f: _Facts) -> None:
     doc.img("rejects.png", _plot_rejects(ordered), "Horizontal bar plot: rejected segments per reason")
 
 
-def _quarantine_section(doc: _Doc, f: _Facts) -> None:
+def _quarantine_section(doc: Document, f: _Facts) -> None:
     doc.h(2, "Quarantined files by reason", "quarantine")
     table, why = _optional_parquet(f.release.store, QUARANTINE_FILE)
     if table is None:
@@ -573,7 +434,7 @@ def _spread(points: list, n: int, must: dict | None = None) -> list:
     return [points[i] for i in sorted(idx)]
 
 
-def _calibration_section(doc: _Doc, f: _Facts) -> None:
+def _calibration_section(doc: Document, f: _Facts) -> None:
     doc.h(2, "Calibration", "calibration")
     data = _optional_bytes(f.release.store, CALIBRATION_FILE)
     if data is None:
@@ -636,7 +497,7 @@ def _match_source(uri: str, domain: str, sources: list[dict]) -> dict | None:
     return best
 
 
-def _licence_section(doc: _Doc, f: _Facts) -> None:
+def _licence_section(doc: Document, f: _Facts) -> None:
     doc.h(2, "Licences per source", "licences")
     sources = [dict(s, _norm=_normalise_uri(str(s["uri"]))) for s in (f.config.get("sources") or [])
                if isinstance(s, dict) and s.get("uri")]
@@ -685,7 +546,7 @@ def _licence_section(doc: _Doc, f: _Facts) -> None:
         doc.p("Hours kept per licence: " + ", ".join(f"{lic} {hours(s / 3600)} h" for lic, s in sorted(licences.items())))
 
 
-def _splits_section(doc: _Doc, f: _Facts) -> None:
+def _splits_section(doc: Document, f: _Facts) -> None:
     doc.h(2, "Splits", "splits")
     split_col = np.asarray(_column(f.manifest, "split"), dtype=object)
     rec_col = np.asarray(_column(f.manifest, "recording_id"), dtype=object)
@@ -712,7 +573,7 @@ def _splits_section(doc: _Doc, f: _Facts) -> None:
         _leak_check(doc, f.manifest, "declared group", "group")
 
 
-def _leak_check(doc: _Doc, manifest: pa.Table, what: str, column: str) -> None:
+def _leak_check(doc: Document, manifest: pa.Table, what: str, column: str) -> None:
     """State whether any value of ``column`` has segments in more than one split."""
     table = pa.table({"g": manifest.column(column), "split": manifest.column("split")})
     table = table.filter(pc.is_valid(table.column("g")))
@@ -755,7 +616,7 @@ def _sample_label_fields(release: Release) -> tuple[Counter, int, list[str]]:
     return found, sampled, problems
 
 
-def _model_section(doc: _Doc, f: _Facts) -> None:
+def _model_section(doc: Document, f: _Facts) -> None:
     doc.h(2, "Model and decode parameters", "model")
     model = f.config.get("model")
     if isinstance(model, dict) and model:
@@ -784,7 +645,7 @@ def _model_section(doc: _Doc, f: _Facts) -> None:
         doc.p(f"Could not read labels from shard {problem}")
 
 
-def _filter_section(doc: _Doc, f: _Facts) -> None:
+def _filter_section(doc: Document, f: _Facts) -> None:
     doc.h(2, "Filter thresholds", "filter")
     base = f.config.get("filter")
     per = f.config.get("domain_filters") if isinstance(f.config.get("domain_filters"), dict) else {}
@@ -807,6 +668,11 @@ def _filter_section(doc: _Doc, f: _Facts) -> None:
 
 def render_datasheet(release: Release) -> tuple[str, str, dict[str, bytes]]:
     """The datasheet of ``release``: (markdown, html, {plot file name: PNG bytes})."""
+    doc, title = _document(release)
+    return to_markdown(doc), to_html(doc, title), dict(doc.images)
+
+
+def _document(release: Release) -> tuple[Document, str]:
     manifest = release.manifest()
     config = release.config()
     config = config if isinstance(config, dict) else {}
@@ -814,7 +680,7 @@ def render_datasheet(release: Release) -> tuple[str, str, dict[str, bytes]]:
     kept = np.asarray([d == "keep" for d in _column(manifest, "decision")], dtype=bool)
     f = _Facts(release=release, info=release.info, config=config, manifest=manifest, kept=kept, duration=duration,
                domains=sorted(set(_column(manifest, "domain"))), splits=_order_splits(_column(manifest, "split")))
-    doc = _Doc()
+    doc = Document(images_dir=PLOTS_DIR, format_cell=_cell)
     title = f"Datasheet: release {release.name}"
     doc.h(1, title)
     doc.p(f"Generated from the release's own files (`RELEASE.json`, `manifest.parquet`, `config.yaml` and, where "
@@ -823,7 +689,7 @@ def render_datasheet(release: Release) -> tuple[str, str, dict[str, bytes]]:
     for section in (_hours_section, _durations_section, _confidence_section, _rejects_section, _quarantine_section,
                     _calibration_section, _licence_section, _splits_section, _model_section, _filter_section):
         section(doc, f)
-    return _to_markdown(doc), _to_html(doc, title), dict(doc.plots)
+    return doc, title
 
 
 def write_datasheet(store: Store, release: str) -> list[str]:
@@ -834,19 +700,33 @@ def write_datasheet(store: Store, release: str) -> list[str]:
     one no longer draws are deleted. Returns the keys written, relative to the release.
     """
     rel = Release.open(store, release)
-    markdown, page, plots = render_datasheet(rel)
-    written = []
-    for name, png in sorted(plots.items()):
-        key = f"{PLOTS_DIR}/{name}"
-        rel.store.put_bytes(key, png)
-        written.append(key)
-    for key, text in ((MD_FILE, markdown), (HTML_FILE, page)):
-        rel.store.put_bytes(key, text.encode("utf-8"))
-        written.append(key)
+    doc, title = _document(rel)
+    written = list(save(rel.store, doc, markdown_key=MD_FILE, html_key=HTML_FILE, title=title))
     for key in rel.store.list(PLOTS_DIR):
         if key.endswith(".png") and key not in written:
             rel.store.delete(key)
     return written
+
+
+def datasheet_url(store: Store, release: str) -> str:
+    """Where the HTML datasheet of ``release`` is (what a build's summary points to)."""
+    return store.url(f"releases/{release}/{HTML_FILE}")
+
+
+def write_build_datasheet(store: Store, summary: dict) -> dict:
+    """After ``run_build``: write the datasheet of the release its ``summary`` names.
+
+    The summary gains the datasheet's time (a stage, counted in the wall time, as the whole
+    command's) and its URL (``release.datasheet``); returned for chaining.
+    """
+    release = summary["release"]["name"]
+    start = time.perf_counter()
+    write_datasheet(store, release)
+    seconds = round(time.perf_counter() - start, 3)
+    summary["stage_seconds"]["datasheet"] = seconds
+    summary["wall_seconds"] = round(summary["wall_seconds"] + seconds, 3)
+    summary["release"]["datasheet"] = datasheet_url(store, release)
+    return summary
 
 
 def _cli(args) -> int:
@@ -881,4 +761,4 @@ def add_cli(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-__all__ = ["render_datasheet", "write_datasheet", "add_cli"]
+__all__ = ["render_datasheet", "write_datasheet", "write_build_datasheet", "datasheet_url", "add_cli"]

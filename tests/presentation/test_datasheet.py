@@ -13,7 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from corpus.datasheet import add_cli, render_datasheet, write_datasheet
+from presentation.datasheet import add_cli, render_datasheet, write_build_datasheet, write_datasheet
+from presentation.run_summary import format_summary
 from reference.gen_audio import generate
 from corpus.release import Release, ReleaseWriter, verify_release
 from corpus.schema import QUARANTINE, RECORDINGS, recording_id, segment_id
@@ -467,3 +468,30 @@ def test_missing_release_is_an_error(store):
 
     with pytest.raises(ReleaseError, match="no release 'nope'"):
         write_datasheet(store, "nope")
+
+
+def test_after_a_build_the_caller_writes_the_datasheet_and_the_summary_points_to_it(store):
+    """What `stt-corpus build` and the build flow do with run_build's summary (run_build writes no datasheet)."""
+    info = _build_like_release(store, "built")
+    counts = info["counts"]
+    summary = {"domains": {"phone": {"files": 4, "quarantined": 2, "hours_in": 0.016, "segments": 30, "kept": 20,
+                                     "hours_kept": 0.009}},
+               "rejects_by_reason": {"low_avg_logprob": 3}, "quarantine_by_reason": {"decode_error": 2},
+               "deferred_by_reason": {}, "label_throughput_audio_s_per_s": 12.5, "recordings_labelled_now": 4,
+               "segments_labelled_now": 30, "stage_seconds": {"list": 0.1, "label": 2.0}, "wall_seconds": 3.0,
+               "release": {"name": "built", "store": store.uri, "counts": counts}}
+    assert not Release.open(store, "built").store.exists("datasheet.md")
+    assert write_build_datasheet(store, summary) is summary
+    assert summary["release"]["datasheet"] == store.url("releases/built/datasheet.html")
+    md, _ = read_datasheet(store, "built")
+    assert md.startswith("# Datasheet: release built")
+    seconds = summary["stage_seconds"]["datasheet"]
+    assert seconds > 0 and summary["wall_seconds"] == pytest.approx(3.0 + seconds)
+    text = format_summary(summary).splitlines()
+    assert text[-1] == f"datasheet: {store.url('releases/built/datasheet.html')}"
+    assert text[-2] == (f"release built at {store.uri}: {counts['kept']} kept of {counts['segments']} segments "
+                        f"in {counts['shards']} shards")
+    assert text[0].split() == ["domain", "files", "quarant.", "hours", "in", "segments", "kept", "hours", "kept"]
+    assert text[1].split() == ["phone", "4", "2", "0.016", "30", "20", "0.009"]
+    assert "rejected segments by reason: low_avg_logprob 3" in text
+    assert text[-3].startswith(f"wall time: {summary['wall_seconds']:.1f} s  (stages: list 0.1 s, label 2.0 s, datasheet ")
