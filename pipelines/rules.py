@@ -257,13 +257,20 @@ class LowConfidence(Rule):
         return cls._models[key]
 
 
+class TooQuiet(SignalRule):
+    code = "too_quiet"
+    description = "the segment's audio is quieter than min_rms_dbfs (RMS dBFS): a label on near-silence"
+    fields = ("min_rms_dbfs",)
+    signal, bound = "rms_dbfs", "min"
+
+
 # The order is the order of a manifest row's reasons: existing releases were built with it.
 RULES: list[Rule] = [
     EmptyText(), LowAvgLogprob(), HighNoSpeechProb(), HighCompressionRatio(), Repetition(),
     CharsPerSecondLow(), CharsPerSecondHigh(), TooShort(), TooLong(), LanguageMismatch(), LowWordProb(),
     WeakWordRun(), UnlabelledGap(), ForeignPhrase(),
     LowUniqueWordRatio(), LongWord(), PhantomPhrase(),
-    Disagreement(), LowConfidence(),
+    Disagreement(), LowConfidence(), TooQuiet(),
 ]
 
 
