@@ -114,3 +114,15 @@ def test_a_swept_rule_is_off_at_none_and_lets_values_through_at_its_permissive_t
     assert not rule.check({**row, rule.signal: -1e9 if rule.bound == "min" else 1e9},
                           config.model_copy(update={rule.fields[0]: None}))
     assert not rule.check(row, FilterConfig(**{rule.fields[0]: rule.permissive}))
+
+
+def test_a_trimmed_piece_does_not_vouch_for_its_label():
+    seg = {"segment_id": "p1", "source_uri": "s3://raw/a.wav", "start": 0.0, "end": 3.0, "avg_logprob": -0.1,
+           "text": "year old for the suitcase the next day", "mean_word_prob": 0.95, "decision": "keep"}
+    gold = [{"file": "a.wav", "start": 0.2, "end": 2.8, "text": "lucy paid three euros for the suitcase"}]
+    words = {"p1": _words(seg["text"], 0.0, 0.95)}
+    whole, _ = match_gold([seg], gold)
+    flag_disagreements(whole, words)
+    piece, _ = match_gold([{**seg, "parent_segment_id": "p0"}], gold)
+    flag_disagreements(piece, words)
+    assert whole[0].disagreement and not piece[0].disagreement
