@@ -2,26 +2,34 @@
 
 For each CPU stage of the build, audio seconds processed per CPU second of this process (one
 thread: ``OMP_NUM_THREADS=1``, ONNX Runtime with one thread), so the figure is per core and holds
-on a loaded machine (CPU time, not wall time). Stages, on generated 4-domain speech (FLAC 22/16 kHz,
-u-law 8 kHz WAV, 16 kHz WAV, 44.1 kHz stereo WAV) plus the same audio as MP3 and Opus:
+on a loaded machine (CPU time, not wall time). Each stage calls the module the build calls, on
+generated 4-domain speech (FLAC 22/16 kHz, u-law 8 kHz WAV, 16 kHz WAV, 44.1 kHz stereo WAV) plus
+the same audio as MP3 and Opus:
 
-  fetch     S3 GET of the file's bytes from a moto server in another process (client CPU only)
-  decode    PyAV demux + decode at the file's own rate and channels
-  resample  FFmpeg's resampler to 16 kHz mono s16 (PyAV), on the decoded frames
-  to_pcm    what ``corpus.audio.decode`` does in all (decode + resample + float32), the build's decode
-  ingest    what ingest does with the decoded PCM: RMS, sha256 (the recording id) and the
-            spectral-peak fingerprint for near-duplicates (``pipelines.fingerprint``)
-  vad       Silero VAD (``pipelines.asr.speech_timestamps``) + packing into segments
-  flac      cut the segments and FLAC-encode them (``corpus.shards.encode_flac``)
-  shard     tar + sha256 of the FLAC samples (``ShardWriter`` into a local folder)
-  features  faster-whisper's log-mel features of each segment: CPU work on the GPU (label) node,
-            done by the batched pipeline before the model sees a clip
+  fetch       ``pipelines.recording.fetch_source``: the capped copy of an S3 object to local disk,
+              from a moto server in another process (client CPU only)
+  decode      PyAV demux + decode at the file's own rate and channels (a part of to_pcm, shown alone)
+  resample    FFmpeg's resampler to 16 kHz mono s16 (PyAV), on the decoded frames (likewise)
+  to_pcm      ``pipelines.recording.decode_to_spool``: the build's one decode of a file (streamed
+              decode + resample into a local int16 spool, sha256 of the PCM = the recording id)
+  ingest      what ingest measures on the spool: ``spool_rms_dbfs`` and the spectral-peak
+              fingerprint for near-duplicates (``pipelines.fingerprint.fingerprint_spans``)
+  vad         ``pipelines.recording.segment_spool``: windowed Silero VAD + packing into segments
+  clips       ``pipelines.recording.write_clips``: the segments as exact int16 FLAC in one parquet
+              work part (into a local store)
+  clips_read  ``pipelines.recording.iter_clips``: the clips part read back, one clip at a time
+              (a label actor does it, and a cut task again)
+  flac        the cut task's FLAC of each clip as the release stores it (``corpus.shards.encode_flac``)
+  shard       tar + sha256 of the FLAC samples (``ShardWriter`` into a local folder)
+  features    faster-whisper's log-mel features of each clip: CPU work on the GPU (label) node,
+              done by the batched pipeline before the model sees a clip
 
 Baseline, measured in the same run: a plain full-file decode, ``ffmpeg -i FILE -ac 1 -ar 16000
--f s16le -`` (the CPU time of the ffmpeg child). Then: the build's CPU cost per audio second
-(each stage counted as often as the build runs it: the file is fetched and decoded by ingest,
-by segment and by cut), the cores one GPU needs at a labelling speed (``--gpu-rtfx``), and
-whether 16 cores keep a GPU at 300x fed.
+-f s16le -`` (the CPU time of the ffmpeg child); every stage is printed with its speed as a ratio
+to it ("x ffmpeg": above 1, cheaper than decoding the file once). Then: the build's CPU cost per
+audio second (each stage counted as often as the build runs it, ``BUILD_PASSES``: a file is
+fetched and decoded once, by ingest; the clips part is written once and read twice), the cores
+one GPU needs at a labelling speed (``--gpu-rtfx``), and whether 16 cores keep a GPU at 300x fed.
 
 Writes ``stages.*`` figures into docs/measurements.json (``--no-record`` to skip).
 """
@@ -139,70 +147,86 @@ def ffmpeg_decode(path: Path) -> np.ndarray:
 def measure(files: list[Path], endpoint: str, repeats: int) -> dict:
     import boto3
 
-    from corpus.audio import decode
     from corpus.shards import ShardWriter, encode_flac
     from corpus.store import open_store
-    from pipelines.asr import speech_timestamps
-    from pipelines.segment import pack_segments
+    from faster_whisper.feature_extractor import FeatureExtractor
+    from pipelines.config import SegmentConfig
+    from pipelines.fingerprint import fingerprint_spans
+    from pipelines.recording import (clip_to_float, decode_to_spool, fetch_source, iter_clips, segment_spool,
+                                     spool_rms_dbfs, write_clips)
+    from pipelines.vad import speech_regions
 
     client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
     client.create_bucket(Bucket="bench")
     for f in files:
         client.upload_file(str(f), "bench", f"raw/{f.name}")
-    speech_timestamps(np.zeros(SAMPLE_RATE, dtype=np.float32))  # load the VAD model outside the timings
-
-    from faster_whisper.feature_extractor import FeatureExtractor
-
+    # load the VAD model outside the timings
+    speech_regions(lambda a, b: np.zeros(b - a, dtype=np.float32), SAMPLE_RATE)
     features = FeatureExtractor()
-    from pipelines.fingerprint import fingerprint
-    from corpus.schema import pcm_sha256
-    from pipelines.ingest import rms_dbfs
+    segment = SegmentConfig().model_dump()
 
-    t = {name: Timer() for name in ("fetch", "decode", "resample", "to_pcm", "ingest", "vad", "flac", "shard",
-                                    "features", "ffmpeg")}
-    ffmpeg_child = 0.0
-    audio_s = 0.0
+    work = Path(tempfile.mkdtemp(prefix="bench-stages-work-"))
+    local = open_store(work / "store")
     by_format: dict[str, list[float]] = {}
-    shard_dir = Path(tempfile.mkdtemp(prefix="bench-shards-"))
-    for _ in range(repeats):
-        for f in files:
-            with t["fetch"]:
-                data = client.get_object(Bucket="bench", Key=f"raw/{f.name}")["Body"].read()
-            with t["decode"]:
-                frames = decode_native(data)
-            with t["resample"]:
-                resample(frames)
-            del frames
-            c0 = time.perf_counter()
-            with t["to_pcm"]:
-                audio = decode(io.BytesIO(data), name=f.name)
-            by_format.setdefault(f.suffix.lstrip("."), [0.0, 0.0])
-            by_format[f.suffix.lstrip(".")][0] += audio.duration
-            by_format[f.suffix.lstrip(".")][1] += time.perf_counter() - c0
+
+    def one_file(f: Path, t: dict[str, Timer]) -> tuple[float, float]:
+        """Every stage on one file; returns its audio seconds and the ffmpeg child's CPU seconds."""
+        listed = {"source_uri": "s3://bench/raw", "key": f.name, "size": f.stat().st_size, "uri": str(f)}
+        with t["fetch"]:
+            path = fetch_source(listed, endpoint, work / "source")
+        data = path.read_bytes()
+        with t["decode"]:
+            frames = decode_native(data)
+        with t["resample"]:
+            resample(frames)
+        del frames, data
+        c0 = time.perf_counter()
+        with t["to_pcm"]:
+            decoded = decode_to_spool(path, work / "pcm", name=f.name, max_seconds=None)
+        spool = decoded.spool
+        fmt = f.suffix.lstrip(".")
+        by_format.setdefault(fmt, [0.0, 0.0])
+        by_format[fmt][0] += spool.duration
+        by_format[fmt][1] += time.perf_counter() - c0
+        try:
             with t["ingest"]:
-                rms_dbfs(audio.pcm), pcm_sha256(audio.pcm), fingerprint(audio.pcm).to_bytes()
+                spool_rms_dbfs(spool), fingerprint_spans(spool.load, spool.samples).to_bytes()
             with t["vad"]:
-                speech = speech_timestamps(audio.pcm)
-                segments = pack_segments(speech, audio.duration, min_seconds=2.0, max_seconds=30.0, max_gap=2.0,
-                                         pad=0.2)
-            with t["flac"]:
-                flacs = [encode_flac(audio.pcm[round(a * SAMPLE_RATE):round(b * SAMPLE_RATE)]) for a, b in segments]
-            with t["shard"]:
-                store = open_store(shard_dir)
-                writer = ShardWriter(store, max_bytes=256 * 1024**2, max_samples=10_000)
-                for i, flac in enumerate(flacs):
-                    writer.write("train", "bench", f"{f.stem}-{i:06d}", flac, {"text": ""},
-                                 segments[i][1] - segments[i][0])
-                writer.close()
-            with t["features"]:
-                for a, b in segments:
-                    features(audio.pcm[round(a * SAMPLE_RATE):round(b * SAMPLE_RATE)])
-            c0 = child_cpu_seconds()
-            with t["ffmpeg"]:
-                ffmpeg_decode(f)
-            ffmpeg_child += child_cpu_seconds() - c0
-            audio_s += audio.duration
-    shutil.rmtree(shard_dir, ignore_errors=True)
+                segments = segment_spool(spool, segment)
+            with t["clips"]:
+                write_clips(local, "clips.parquet", spool, segments, str(work))
+            duration = spool.duration
+        finally:
+            spool.close()
+        with t["clips_read"]:
+            clips = list(iter_clips(local, "clips.parquet"))
+        with t["flac"]:
+            flacs = [encode_flac(clip_to_float(pcm)) for _, _, pcm in clips]
+        with t["shard"]:
+            writer = ShardWriter(open_store(work / "shards"), max_bytes=256 * 1024**2, max_samples=10_000)
+            for i, ((start, end, _), flac) in enumerate(zip(clips, flacs)):
+                writer.write("train", "bench", f"{f.stem}-{i:06d}", flac, {"text": ""}, end - start)
+            writer.close()
+        with t["features"]:
+            for _, _, pcm in clips:
+                features(clip_to_float(pcm))
+        c0 = child_cpu_seconds()
+        with t["ffmpeg"]:
+            ffmpeg_decode(f)
+        return duration, child_cpu_seconds() - c0
+
+    t = {name: Timer() for name in STAGES + ("ffmpeg",)}
+    ffmpeg_child = audio_s = 0.0
+    try:
+        one_file(files[0], {name: Timer() for name in t})  # imports and first calls, untimed
+        by_format.clear()
+        for _ in range(repeats):
+            for f in files:
+                seconds, child = one_file(f, t)
+                audio_s += seconds
+                ffmpeg_child += child
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     stages = {name: {"audio_s_per_cpu_s": audio_s / timer.cpu if timer.cpu else float("inf"),
                      "audio_s_per_wall_s": audio_s / timer.wall} for name, timer in t.items() if name != "ffmpeg"}
     # the baseline's CPU is the ffmpeg child's; the parent only waits on the pipe
@@ -212,10 +236,14 @@ def measure(files: list[Path], endpoint: str, repeats: int) -> dict:
             "to_pcm_by_format_wall": {k: a / w for k, (a, w) in sorted(by_format.items())}}
 
 
-# how many times the build runs each stage per recording: ingest, segment and cut each fetch and
-# decode the whole file; hash + fingerprint once (ingest), VAD once (segment), FLAC and shard once
-# (cut, release writer)
-BUILD_PASSES = {"fetch": 3, "to_pcm": 3, "ingest": 1, "vad": 1, "flac": 1, "shard": 1}
+STAGES = ("fetch", "decode", "resample", "to_pcm", "ingest", "vad", "clips", "clips_read", "flac", "shard",
+          "features")
+# how many times the build runs each stage per recording (pipelines/build.py, pipelines/ingest.py):
+# ingest fetches and decodes the file once, measures and fingerprints it, runs VAD and writes its
+# clips part; a label actor reads the clips part, and so does the cut task, which FLAC-encodes the
+# segments as released; the release writer shards them. decode and resample are parts of to_pcm.
+# (features run on the GPU node and are reported apart.)
+BUILD_PASSES = {"fetch": 1, "to_pcm": 1, "ingest": 1, "vad": 1, "clips": 1, "clips_read": 2, "flac": 1, "shard": 1}
 
 
 def main() -> int:
@@ -253,10 +281,12 @@ def report(result: dict, files: list[Path], args) -> None:
     print()
     print(f"audio: {result['audio_s'] / 60:.1f} min over {args.repeats} passes of {len(files)} files "
           f"({', '.join(sorted({f.suffix.lstrip('.') for f in files}))}); per core = audio-s per CPU-s of one thread")
-    print(f"{'stage':<12}{'audio-s/CPU-s':>15}{'audio-s/wall-s':>16}")
-    for name in ("fetch", "decode", "resample", "to_pcm", "ingest", "vad", "flac", "shard", "features", "ffmpeg"):
+    base = st["ffmpeg"]["audio_s_per_cpu_s"]
+    print(f"{'stage':<12}{'audio-s/CPU-s':>15}{'audio-s/wall-s':>16}{'x ffmpeg':>10}")
+    for name in STAGES + ("ffmpeg",):
         label = name if name != "ffmpeg" else "ffmpeg CLI"
-        print(f"{label:<12}{st[name]['audio_s_per_cpu_s']:>15.1f}{st[name]['audio_s_per_wall_s']:>16.1f}")
+        speed = st[name]["audio_s_per_cpu_s"]
+        print(f"{label:<12}{speed:>15.1f}{st[name]['audio_s_per_wall_s']:>16.1f}{speed / base:>10.2f}")
     ratio = st["to_pcm"]["audio_s_per_cpu_s"] / st["ffmpeg"]["audio_s_per_cpu_s"]
     print(f"ratio our decode (to_pcm) / plain ffmpeg full-file decode, per CPU-s: {ratio:.2f}")
     cost = {name: passes / st[name]["audio_s_per_cpu_s"] for name, passes in BUILD_PASSES.items()}
@@ -265,7 +295,8 @@ def report(result: dict, files: list[Path], args) -> None:
     slowest = max(cost, key=cost.get)
     cores_per_gpu = args.gpu_rtfx * total
     print(f"build CPU cost per audio-s: {total * 1000:.2f} ms ("
-          + ", ".join(f"{k} {v * 1000:.2f}" for k, v in cost.items()) + f"); largest share: {slowest}")
+          + ", ".join(f"{k} {v * 1000:.2f}" for k, v in cost.items()) + f"); largest share: {slowest}; "
+          f"{total * base:.2f}x the CPU of one plain ffmpeg decode")
     print(f"CPU side per core: {per_core:.1f} audio-s/s; one GPU at {args.gpu_rtfx:g}x needs "
           f"{cores_per_gpu:.1f} cores of the CPU pool; {args.cores} cores feed {args.cores * per_core:.0f} audio-s/s "
           f"({'enough' if args.cores * per_core >= args.gpu_rtfx else 'NOT enough'} for {args.gpu_rtfx:g}x)")
@@ -279,7 +310,7 @@ def report(result: dict, files: list[Path], args) -> None:
     path = args.measurements or DEFAULT_PATH
     cmd = f"{COMMAND} --minutes {args.minutes:g} --repeats {args.repeats}"
     note = f"{result['audio_s'] / 60:.1f} min of gen-audio (+ mp3, opus copies), one thread, CPU time"
-    for name in ("fetch", "decode", "resample", "to_pcm", "ingest", "vad", "flac", "shard", "features"):
+    for name in STAGES:
         record(f"stages.{name}.audio_s_per_s_per_core", st[name]["audio_s_per_cpu_s"], "audio-s per CPU-s", cmd,
                note + (" (S3 GET from moto on 127.0.0.1: client side only)" if name == "fetch" else ""), path=path)
     record("stages.baseline_ffmpeg_decode.audio_s_per_s_per_core", st["ffmpeg"]["audio_s_per_cpu_s"],

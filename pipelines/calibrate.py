@@ -8,44 +8,51 @@
 2. **Disagreement.** A group whose label is very confident (avg_logprob and word probabilities
    high) yet far from the gold says more about the gold than about the label: it is flagged as
    gold/label disagreement and never used as truth.
-3. **Sweep.** Per domain, each signal's threshold (avg_logprob, no_speech_prob, compression ratio)
-   and a combined confidence (logistic model over the manifest's signals, fitted on the gold
-   groups) is swept; for each threshold: hours kept, share of kept segments with WER > 0.3,
-   WER of the kept set, share of good hours (WER <= 0.1) kept.
+3. **Sweep.** Per domain, the threshold of each filter rule that thresholds one manifest column
+   (``pipelines.rules.signal_rules``: avg_logprob, no_speech_prob, compression ratio, mean word
+   probability, agreement CER…, the rule itself off for the baseline and applied as the filter
+   applies it) and a combined confidence (logistic model over the manifest's signals, fitted on
+   the gold groups) is swept; for each threshold: hours kept, share of kept segments with
+   WER > 0.3, WER of the kept set, share of good hours (WER <= 0.1) kept.
 4. **Propose.** Per domain, the combined-confidence threshold with the most hours kept whose share
    of bad segments is at most the target; written as a config fragment that ``refilter`` applies.
+
+Everything is read from the release itself, never from the build's ``work/`` folder (a release
+can be calibrated after its work parts are gone, or in another store): the manifest (every
+segment, kept or rejected: times, text, the decoder's signals, ``mean_word_prob``, decision) and,
+for the kept segments of the groups that could be disagreements, their sample JSON in the shards
+(``words``: times and probabilities; only the shards holding them are read). A rejected segment
+has no sample JSON, so no words: its word probabilities count through the manifest's
+``mean_word_prob``, weighted by the words of its text. (Trimmed pieces do not count towards a
+group's confidence; see ``_mean_word_prob``.)
 """
 from __future__ import annotations
 
-import io
 import json
 import math
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from corpus.release import Release
-from corpus.store import ObjectNotFound
+from corpus.shards import iter_shard_raw
 from corpus.text import char_error_rate, normalize_text, word_error_rate
-from pipelines.confidence import fit
-from pipelines.config import BuildConfig, FilterConfig
+from pipelines.confidence import FEATURES, fit
+from pipelines.config import FilterConfig
 from pipelines.filter import decide
+from pipelines.rules import signal_rules
 
 BAD_WER = 0.3
 GOOD_WER = 0.1
-SIGNALS = {  # signal → (threshold name, keep when value >= threshold?)
-    "avg_logprob": ("min_avg_logprob", True),
-    "no_speech_prob": ("max_no_speech_prob", False),
-    "compression_ratio": ("max_compression_ratio", False),
-}
 # the thresholds every pipeline in the field copies (avg_logprob > -1, compression < 2.4,
 # no_speech < 0.6), with no other rule: the baseline calibration reports beside its own
 FIELD_DEFAULTS = FilterConfig(min_mean_word_prob=0.0)
-# these are what the combined confidence replaces; the other rules (repetition, chars/s,
-# duration, empty text) keep their values
-PERMISSIVE = {"min_avg_logprob": -100.0, "max_no_speech_prob": 1.0, "max_compression_ratio": 100.0}
+# the rules the combined confidence replaces (those thresholding one of its features), let through;
+# the other rules (repetition, chars/s, duration, empty text…) keep their values
+PERMISSIVE = {rule.fields[0]: rule.permissive for rule in signal_rules() if rule.signal in FEATURES}
+_WORD = re.compile(r"[\w']+")
 
 
 @dataclass
@@ -120,6 +127,9 @@ DISAGREE_MIN_WORD_PROB = 0.85
 def flag_disagreements(groups: list[Group], words: dict[str, list[dict]]) -> None:
     """Mark groups whose label is very confident yet far from the gold: the gold is the suspect.
 
+    ``words``: segment id → its words (kept segments, from their sample JSON); a segment without
+    them (rejected) counts through its manifest ``mean_word_prob``.
+
     Measured on the fixtures: the wrong-reference transcripts (garbled or missing words) meet
     labels with avg_logprob >= -0.17 and mean word probability >= 0.92 at WER 0.19-0.29, while
     real label errors (overlapping speakers, other languages, espeak voices) come with
@@ -128,13 +138,31 @@ def flag_disagreements(groups: list[Group], words: dict[str, list[dict]]) -> Non
     for group in groups:
         if not group.gold or group.wer < DISAGREE_MIN_WER:
             continue
-        probs = [w["probability"] for s in group.segments for w in words.get(s["segment_id"], [])]
-        mean_word_prob = float(np.mean(probs)) if probs else 0.0
+        mean_word_prob = _mean_word_prob(group.segments, words)
         logprob = min((s["avg_logprob"] for s in group.segments if s.get("avg_logprob") is not None), default=-9)
         if logprob >= DISAGREE_MIN_LOGPROB and mean_word_prob >= DISAGREE_MIN_WORD_PROB:
             group.disagreement = True
             group.note = (f"label very confident (avg_logprob >= {logprob:.2f}, mean word probability "
                           f"{mean_word_prob:.2f}) yet WER {group.wer:.2f} against the gold")
+
+
+def _mean_word_prob(segments: list[dict], words: dict[str, list[dict]]) -> float:
+    """Mean probability over the words of ``segments``: each word where its sample JSON gives them,
+    else the manifest's mean for the segment, once per word of its text. Trimmed pieces are left
+    out: trimming kept their words because each was confident, so their mean says nothing of how
+    sure the label they were cut from was (on gen-audio, kept pieces whose edges hold a neighbour
+    sentence's words reach 0.85-0.90 at WER 0.27-1.3); a group of pieces only counts as unsure."""
+    total = count = 0.0
+    for seg in segments:
+        if seg.get("parent_segment_id"):
+            continue
+        probs = [w["probability"] for w in words.get(seg["segment_id"]) or []]
+        if probs:
+            total, count = total + sum(probs), count + len(probs)
+        elif seg.get("mean_word_prob") is not None:
+            n = max(1, len(_WORD.findall(seg.get("text") or "")))
+            total, count = total + seg["mean_word_prob"] * n, count + n
+    return total / count if count else 0.0
 
 
 def _segment_rows(groups: list[Group]) -> list[dict]:
@@ -166,6 +194,20 @@ def _sweep(rows, values, keep_high, base_keep) -> list[dict]:
     candidates = sorted({v for v in values if v is not None})
     for t in candidates:
         keep = [b and v is not None and (v >= t if keep_high else v <= t) for v, b in zip(values, base_keep)]
+        curve.append({"threshold": float(t), **evaluate(rows, keep)})
+    return curve
+
+
+def sweep_rule(rows: list[dict], rule, config: FilterConfig) -> list[dict]:
+    """Yield and error of ``rule`` at each value of its signal in ``rows`` as its threshold, on top of
+    the other rules of ``config`` (the rule itself off for them)."""
+    name = rule.fields[0]
+    without = config.model_copy(update={name: None})
+    base_keep = [decide(r, without)[0] == "keep" for r in rows]
+    curve = []
+    for t in sorted({r.get(rule.signal) for r in rows} - {None}):
+        at = config.model_copy(update={name: t})
+        keep = [b and not rule.check(r, at) for r, b in zip(rows, base_keep)]
         curve.append({"threshold": float(t), **evaluate(rows, keep)})
     return curve
 
@@ -209,25 +251,15 @@ def heldout(rows: list[dict], base_keep: list[bool], target_share_bad: float, fo
 
 
 def label_words(release: Release, segments: list[dict]) -> dict[str, list[dict]]:
-    """Word probabilities of the segments, from the build's label parts in the same store."""
-    config = release.config()
-    try:
-        key = BuildConfig(**{k: v for k, v in config.items() if k in BuildConfig.model_fields}).label_key()
-    except ValueError:
-        return {}
-    root = release.store.uri.rsplit("/releases/", 1)[0]
-    from corpus.store import open_store
-
-    store = open_store(root, endpoint_url=config.get("endpoint_url"))
-    words = {}
-    for rec in sorted({s["recording_id"] for s in segments}):
-        try:
-            table = pq.read_table(io.BytesIO(store.get_bytes(f"work/labels/{key}/{rec}.parquet")))
-        except ObjectNotFound:
-            continue
-        for row in table.to_pylist():
-            if row.get("segment_id"):
-                words[row["segment_id"]] = row.get("words") or []
+    """Words (times, probabilities) of the kept ones of ``segments``, from their sample JSON in the
+    release's shards; only the shards holding them are read. Rejected segments have no sample."""
+    wanted = {s["segment_id"]: s["shard"] for s in segments if s.get("shard")}
+    sha256 = {shard["url"]: shard["sha256"] for shard in release.shards()}
+    words: dict[str, list[dict]] = {}
+    for url in sorted(set(wanted.values())):
+        for key, group in iter_shard_raw(release.store, url, sha256=sha256.get(url)):
+            if key in wanted and "json" in group:
+                words[key] = json.loads(group["json"]).get("words") or []
     return words
 
 
@@ -235,7 +267,8 @@ def calibrate(release: Release, gold: list[dict], *, target_share_bad: float = 0
     """Everything calibration measures and proposes, as a JSON-able dict (saved as calibration.json)."""
     segments = release.manifest().to_pylist()
     groups, unmatched = match_gold(segments, gold)
-    flag_disagreements(groups, label_words(release, segments))
+    suspects = [s for g in groups if g.gold and g.wer >= DISAGREE_MIN_WER for s in g.segments]
+    flag_disagreements(groups, label_words(release, suspects))
     rows = _segment_rows(groups)
     if not rows:
         raise ValueError(f"no gold utterance matched a segment of release {release.name} "
@@ -257,9 +290,7 @@ def calibrate(release: Release, gold: list[dict], *, target_share_bad: float = 0
         d_rows = [rows[i] for i in idx]
         curve = _sweep(d_rows, [scores[i] for i in idx], True, [base_keep[i] for i in idx])
         chosen = choose(curve, target_share_bad)
-        signals = {}
-        for signal, (name, keep_high) in SIGNALS.items():
-            signals[name] = _sweep(d_rows, [r.get(signal) for r in d_rows], keep_high, [base_keep[i] for i in idx])
+        signals = {rule.fields[0]: sweep_rule(d_rows, rule, base) for rule in signal_rules()}
         result["domains"][domain] = {
             "curve": curve, "chosen": chosen, "signals": signals,
             "default_thresholds": evaluate(d_rows, [decide(r, defaults)[0] == "keep" for r in d_rows]),

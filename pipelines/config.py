@@ -165,6 +165,10 @@ class FilterConfig(_Strict):
     min_declared_language_probability: float = Field(
         0.1, ge=0, le=1, description="a phrase whose probability of being in the declared language is below this "
                                      "is cut out as language_mismatch (0: off)")
+    # off by default (releases built before it keep their reasons); -55 is well under speech at any
+    # recording level, which VAD found there, and over the floor of a quiet room's hiss
+    min_rms_dbfs: float | None = Field(None, le=0, description="reject segments whose audio RMS (dBFS, "
+                                       "the manifest's rms_dbfs) is below this: too_quiet (None: off)")
     min_confidence: float = Field(0.0, ge=0, le=1, description="reject below this combined confidence (0: off)")
     confidence_model: dict | None = Field(None, description="logistic model fitted by `stt-corpus calibrate`")
 

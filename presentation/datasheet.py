@@ -53,9 +53,6 @@ QUARANTINE_FILE = "quarantine.parquet"
 RECORDINGS_FILE = "recordings.parquet"
 CONFIDENCES = ("avg_logprob", "no_speech_prob", "compression_ratio")
 OPTIONAL_CONFIDENCES = ("mean_word_prob",)  # plotted too where the manifest has values
-# the filter threshold drawn on each confidence histogram
-THRESHOLD_OF = {"avg_logprob": "min_avg_logprob", "no_speech_prob": "max_no_speech_prob",
-                "compression_ratio": "max_compression_ratio", "mean_word_prob": "min_mean_word_prob"}
 BAD_WER = 0.3  # calibration.json's share_bad: share of kept segments with WER above this
 MAX_LISTED = 10  # offenders named in the split check
 MAX_CELL = 160  # a config value longer than this as JSON (a fitted model) is summarised, not printed
@@ -183,6 +180,9 @@ def _plot_durations(kept: np.ndarray, rejected: np.ndarray) -> bytes:
 
 def _plot_confidences(domain: str, values: dict[str, tuple[np.ndarray, np.ndarray]],
                       thresholds: dict) -> bytes:
+    from pipelines.rules import signal_thresholds  # the filter threshold drawn on each histogram
+
+    threshold_of = signal_thresholds()
     metrics = list(values)
     fig = figure(4.3 * len(metrics), 3.8)
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
@@ -190,11 +190,11 @@ def _plot_confidences(domain: str, values: dict[str, tuple[np.ndarray, np.ndarra
         kept, rejected = values[metric]
         if kept.size or rejected.size:
             _hist_pair(ax, kept, rejected, _bins(kept, rejected, n=30))
-            limit = thresholds.get(THRESHOLD_OF[metric])
+            limit = thresholds.get(threshold_of.get(metric, ""))
             if isinstance(limit, (int, float)) and not isinstance(limit, bool) and (
                     metric != "mean_word_prob" or limit > 0):
                 ax.axvline(limit, color="black", linestyle="--", linewidth=1,
-                           label=f"{THRESHOLD_OF[metric]} = {num(float(limit))}")
+                           label=f"{threshold_of[metric]} = {num(float(limit))}")
             ax.legend(fontsize=8)
         else:
             ax.text(0.5, 0.5, "no values", ha="center", va="center", transform=ax.transAxes)
@@ -656,11 +656,19 @@ def _filter_section(doc: Document, f: _Facts) -> None:
     domains = sorted(per)
     doc.p("The config's `filter` (the default for every domain)"
           + (f" and its `domain_filters`, which override it for {', '.join(domains)}." if domains
-             else "; no per-domain thresholds (`domain_filters`) are set."))
-    names = sorted(set(base) | {k for d in domains for k in (per[d] or {})})
-    doc.table("filter", ["threshold", "default", *domains],
-              [[k, base.get(k), *((per[d] or {}).get(k, base.get(k)) for d in domains)] for k in names],
-              [False] + [True] * (1 + len(domains)))
+             else "; no per-domain thresholds (`domain_filters`) are set.")
+          + " One row per setting of the filter's rules, with the reasons that read it; — where the release's "
+            "config has no value (a setting newer than the release).")
+    doc.table("filter", *_threshold_table(base, {d: per[d] or {} for d in domains}))
+
+
+def _threshold_table(base: dict, per_domain: dict[str, dict]) -> tuple[list[str], list[list], list[bool]]:
+    """One row per setting of the filter's rules (``pipelines.rules``, in their order), with the reasons
+    that read it."""
+    from pipelines.rules import threshold_table
+
+    headers, rows = threshold_table(base, per_domain)
+    return headers, rows, [False] + [True] * (len(headers) - 2) + [False]
 
 
 # --------------------------------------------------------------------------- API

@@ -328,6 +328,8 @@ def test_datasheet_of_a_built_release(store):
     thresholds = {r["threshold"]: r for r in md_table(md, "threshold", "default", "street")}
     assert thresholds["min_avg_logprob"]["default"] == "-1" and thresholds["min_avg_logprob"]["street"] == "-1.4"
     assert thresholds["max_no_speech_prob"]["street"] == "0.6"
+    assert thresholds["min_avg_logprob"]["reasons"] == "low_avg_logprob", "the table comes from the filter's rules"
+    assert thresholds["max_word_chars"]["default"] == "—", "a rule's setting the release's config lacks"
 
     # confidences: medians per domain and metric
     conf = md_table(md, "domain", "metric", "kept n", "kept median", "rejected n", "rejected median")
