@@ -32,12 +32,14 @@ from pipelines.config import BuildConfig, FilterConfig
 from pipelines.cut import CutStage
 from pipelines.decide import FilterStage, TrimStage
 from pipelines.label import LabelStage
+from pipelines.rules import RULES, TrimmedOut
 from pipelines.runner import LocalExecutor, Runner
 from pipelines.stages import Resources
 
 log = logging.getLogger(__name__)
 
-TRIM_REASONS = ("low_word_prob_run", "unlabelled_gap", "language_mismatch")
+# the reasons of a piece trimming cut out (pipelines.rules' TrimmedOut rules)
+TRIM_REASONS = tuple(dict.fromkeys(rule.code for rule in RULES if isinstance(rule, TrimmedOut)))
 CARRIED_FILES = ("quarantine.parquet", "recordings.parquet")
 
 

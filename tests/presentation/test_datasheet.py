@@ -101,7 +101,8 @@ def _build_like_release(store, name: str, *, leak: bool = False, calibration: bo
         pcm = _pcm(seed, seconds)
         rec = recording_id(pcm)
         uri = f"s3://raw/{domain}/{domain}-{seed:03d}.wav"
-        recordings.append({"recording_id": rec, "source_uri": f"s3://raw/{domain}", "uri": uri, "domain": domain,
+        recordings.append({"file_key": f"f{seed}", "recording_id": rec, "source_uri": f"s3://raw/{domain}",
+                           "key": uri.rsplit("/", 1)[-1], "uri": uri, "domain": domain, "status": "ok",
                            "language": "en", "licence": licence, "duration": seconds, "orig_sample_rate": 8000,
                            "orig_channels": 1, "codec": "pcm_mulaw", "pcm_sha256": rec * 3})
         start = 0.0
@@ -121,13 +122,14 @@ def _build_like_release(store, name: str, *, leak: bool = False, calibration: bo
             start, n = round(end + 0.1, 3), n + 1
     rows.sort(key=lambda r: r[0]["segment_id"])
     quarantine_rows = quarantine
-    quarantine = [{"source_uri": f"s3://raw/{d}/bad-{i}.wav", "domain": d, "reason": r, "detail": f"{r} detail",
-                   "bytes": 1000 + i} for i, (d, r) in enumerate(QUARANTINED)]
+    quarantine = [{"file_key": f"q{i}", "source_uri": f"s3://raw/{d}", "key": f"bad-{i}.wav",
+                   "uri": f"s3://raw/{d}/bad-{i}.wav", "domain": d, "status": "quarantine", "reason": r,
+                   "detail": f"{r} detail", "size": 1000 + i} for i, (d, r) in enumerate(QUARANTINED)]
     extra_files = {"quarantine.parquet": _parquet(quarantine if quarantine_rows else [], QUARANTINE
                                                   if quarantine_rows else pa.schema([("uri", pa.string())])),
                    "build_summary.json": b"{}"}
     if recordings_table:
-        extra_files["recordings.parquet"] = _parquet(recordings, RECORDINGS.append(pa.field("uri", pa.string())))
+        extra_files["recordings.parquet"] = _parquet(recordings, RECORDINGS)
     with ReleaseWriter(store, name, config={**CONFIG, "release": name}, max_shard_bytes=150_000) as writer:
         for row, pcm in rows:
             keep = row["decision"] == "keep"
