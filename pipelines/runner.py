@@ -25,6 +25,7 @@ import pickle
 import signal
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -244,6 +245,16 @@ class LocalExecutor:
 # --------------------------------------------------------------------------- the runner
 
 
+def _travelling(rec: Recording) -> Recording:
+    """What of a recording goes to a worker: all but its fingerprint (tens of KB to MB for hours of
+    audio), which only the driver's near-duplicate stage reads."""
+    return replace(rec, fingerprint=None, audio=None) if rec.fingerprint is not None or rec.audio is not None else rec
+
+
+def _home(out: Recording, sent: Recording) -> Recording:
+    return out if out.fingerprint is not None or sent.fingerprint is None else replace(out, fingerprint=sent.fingerprint)
+
+
 class Runner:
     """Runs stages over recordings on an executor, keeping and reusing the stages' work parts."""
 
@@ -289,8 +300,9 @@ class Runner:
         self.ran_weight[stage.name] = total
         with tqdm(total=round(total), desc=stage.name, unit=stage.unit,
                   disable=not self.progress) as bar:
-            for j, result in self.executor.map(stage, [items[i] for i in todo]):
+            for j, result in self.executor.map(stage, [_travelling(items[i]) for i in todo]):
                 i = todo[j]
+                result = _home(result, items[i])
                 if prefix and stage.keep_part(result):
                     key = f"{prefix}/{stage.part_name(result)}.parquet"
                     write_part(self.store, key, stage.encode(result))
@@ -301,8 +313,8 @@ class Runner:
 
     def stream(self, stage: Stage, items: list[Recording], *, timeout: float) -> Iterator[Recording]:
         """The stage's outputs in the items' order, as they come (not kept: e.g. cut audio)."""
-        results = self.executor.stream(stage, [rec for rec in items if stage.wants(rec)], timeout=timeout)
+        results = self.executor.stream(stage, [_travelling(rec) for rec in items if stage.wants(rec)], timeout=timeout)
         with tqdm(total=len(items), desc=stage.name, unit="rec", disable=not self.progress) as bar:
             for rec in items:
-                yield next(results) if stage.wants(rec) else rec
+                yield _home(next(results), rec) if stage.wants(rec) else rec
                 bar.update()

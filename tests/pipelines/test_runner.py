@@ -146,3 +146,19 @@ def test_ray_executor_runs_tasks_and_actors_with_one_setup_per_actor(local_ray, 
             assert len(pids) == 1 and sorted(int(out[i].codec.split(":")[1]) for i in range(4)) == [1, 2, 3, 4]
     streamed = list(Runner(RayExecutor(local_ray), open_store(tmp_path)).stream(Where(False), recs, timeout=120))
     assert [r.recording_id for r in streamed] == ["r0", "r1", "r2", "r3"] and all(r.codec for r in streamed)
+
+
+def test_the_fingerprint_stays_on_the_driver(tmp_path):
+    class Check(Stage):
+        name = "check"
+
+        def process(self, batch):
+            assert all(r.fingerprint is None for r in batch), "a worker got the fingerprint"
+            return [replace(r, codec="seen") for r in batch]
+
+    recs = [_rec(0, fingerprint=b"F" * 1000), _rec(1)]
+    runner = Runner(LocalExecutor(), open_store(tmp_path))
+    out = runner.apply(Check(), recs)
+    assert [(r.codec, r.fingerprint) for r in out] == [("seen", b"F" * 1000), ("seen", None)]
+    streamed = list(runner.stream(Check(), recs, timeout=10))
+    assert [(r.codec, r.fingerprint) for r in streamed] == [("seen", b"F" * 1000), ("seen", None)]
