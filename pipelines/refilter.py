@@ -109,19 +109,19 @@ def _recording_rows(release: Release) -> dict[str, dict]:
     return {r["recording_id"]: r for r in table.to_pylist() if r.get("recording_id") and r.get("file_key")}
 
 
-def _stored_labels(runner: Runner, build: BuildConfig | None, rec: Recording) -> dict[str, Label]:
-    """The full labels (words, decode details) of a recording's segments and of their trimmed pieces,
-    from the build's stored labels, trimmed again as the build trimmed them; {} when those are gone."""
-    if build is None:
+def _stored_labels(runner: Runner, build: BuildConfig | None, recordings: list[Recording]) -> dict[str, Label]:
+    """Segment id → the full label (words, decode details) of the recordings' segments and of their
+    trimmed pieces, from the build's stored labels, trimmed again as the build trimmed them; none
+    for a recording whose stored labels are gone."""
+    if build is None or not recordings:
         return {}
     stage = LabelStage(model={}, clips={}, label_key=build.label_key(), resources=Resources())
-    (labelled,) = runner.apply(stage, [replace(rec, segments=[])], reuse_only=True)
-    if not labelled.segments:
-        return {}
-    (trimmed,) = runner.apply(TrimStage(build.filter), [labelled])
+    labelled = runner.apply(stage, [replace(rec, segments=[]) for rec in recordings], reuse_only=True)
+    trimmed = runner.apply(TrimStage(build.filter), labelled)
     out: dict[str, Label] = {}
-    for seg in [*labelled.segments, *trimmed.segments]:
-        out.setdefault(seg.segment_id, seg.label)
+    for rec in [*labelled, *trimmed]:
+        for seg in rec.segments:
+            out.setdefault(seg.segment_id, seg.label)
     return out
 
 
@@ -155,6 +155,9 @@ def refilter_release(store: Store, source: str, release: str, *, thresholds: dic
                            max_shard_bytes=old_config.get("shards", {}).get("max_bytes", 256 * 1024**2),
                            max_shard_samples=old_config.get("shards", {}).get("max_samples", 10_000))
     stats = Counter()
+    # the newly kept segments' label details: from the build's stored labels, read once
+    stored = _stored_labels(runner, build, [rec for rec in recordings
+                                            if any(s.kept and s.segment_id not in was_kept for s in rec.segments)])
     groups: dict[tuple[str, str], list[Recording]] = defaultdict(list)
     for rec in recordings:
         groups[(rec.split, rec.domain)].append(rec)
@@ -165,14 +168,12 @@ def refilter_release(store: Store, source: str, release: str, *, thresholds: dic
             ready = []
             for rec in group:
                 segments = []
-                stored = None
                 for seg in rec.segments:
                     if seg.segment_id in reused:  # its audio and sample JSON, as the source release has them
                         flac, meta = reused.pop(seg.segment_id)
                         seg = replace(seg, flac=flac, label=Label.from_dict(meta))
                         rec.licence = meta.get("licence", rec.licence)
                     elif seg.kept:  # kept now only: its label details from the build's stored labels
-                        stored = _stored_labels(runner, build, rec) if stored is None else stored
                         seg = replace(seg, label=stored.get(seg.segment_id, seg.label))
                     segments.append(seg)
                 ready.append(replace(rec, segments=segments))

@@ -88,11 +88,12 @@ class FaultProxy:
                         proxy.cut += 1
                     if not fail and cut is None and proxy.chaos_rate and proxy.rng.random() < proxy.chaos_rate:
                         chaos = proxy.chaos_kinds[proxy.chaos_fired % len(proxy.chaos_kinds)]  # each kind in turn
-                        proxy.chaos_fired += 1
                         if chaos == "truncate" and not (self.command == "GET" and "list-type" not in self.path
                                                         and "uploads" not in self.path):
-                            chaos = "503"  # only an object body can be cut short
-                        proxy.by_kind[chaos] = proxy.by_kind.get(chaos, 0) + 1
+                            chaos = None  # only an object body can be cut short: its turn waits for one
+                        else:
+                            proxy.chaos_fired += 1
+                            proxy.by_kind[chaos] = proxy.by_kind.get(chaos, 0) + 1
                     hold = proxy.hold_match is not None and self.command == proxy.hold_match[0] \
                         and proxy.hold_match[1] in self.path
                     if hold and proxy.hold_after > 0:  # let the first matches through
