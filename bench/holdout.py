@@ -10,7 +10,9 @@ other texts (Harvard sentences, IEEE 1969, not gen-audio's templates), other deg
 
 One English file in two of each domain has a French, German or Spanish sentence inside it
 (truth rows carry ``language``); ``nospeech-*.wav`` files hold no speech at all (brown noise,
-a music bed, room hum). Truth rows: ``file, start, end, text, domain, voice, language``.
+a music bed, room hum). Truth rows: ``file, start, end, text, domain, voice, language, words``;
+``words`` are ``[start, end, word]`` (seconds in the file, normalised words) from espeak-ng's own
+word events (``bench/espeak_words.py``), exact to the sample, not estimated.
 Deterministic for a given seed. Nothing may be fitted on this set: it only measures.
 """
 from __future__ import annotations
@@ -26,8 +28,9 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.espeak_words import EspeakWords  # noqa: E402
 from reference.gen_audio import (CLEAN_SR, _assemble, _coloured_noise, _music_bed, _normalise_peak,  # noqa: E402
-                              _Planned, _sox, _speak, _speech_rms)
+                              _Planned, _sox, _speak, _speech_rms, _trim_speech)
 
 VOICES = ("en-us-nyc+m1", "en-gb-x-gbclan+f1", "en-gb-x-gbcwmd+m5", "en-us+klatt2", "en-gb+m6", "en-029+f4",
           "en-us+m8")
@@ -89,6 +92,7 @@ def _render(domain: str, clean: Path, out: Path, spans, rng: random.Random, tmp:
 def generate(out_dir: Path, *, files_per_domain: int = 3, sentences: int = 8, seed: int = 1201) -> list[dict]:
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
+    timer = EspeakWords()
     with tempfile.TemporaryDirectory(prefix="holdout-") as tmpd:
         tmp = Path(tmpd)
         for domain in DOMAINS:
@@ -103,14 +107,23 @@ def generate(out_dir: Path, *, files_per_domain: int = 3, sentences: int = 8, se
                 spoken = [_speak(_Planned(text=t, voice=v, speed=rng.randint(135, 175),
                                           pause=round(rng.uniform(0.35, 1.2), 3), gain_db=rng.uniform(-3, 0)))
                           for t, v, _ in plans]
+                timed = []
+                for s in spoken:
+                    raw, words = timer.words(s.plan.text, s.plan.voice, s.plan.speed)
+                    # the breathy variants' noise tails can end a frame or three apart (5-15 ms)
+                    if abs(len(_trim_speech(raw)) - len(s.audio)) > 0.05 * CLEAN_SR:
+                        raise RuntimeError(f"libespeak-ng's audio is not the CLI's for {s.plan.text!r}")
+                    end = len(s.audio) / CLEAN_SR
+                    timed.append([(min(a, end), min(b, end), w) for a, b, w in words])
                 clean, spans = _assemble(spoken)
                 clean_path = tmp / "clean.wav"
                 sf.write(str(clean_path), clean, CLEAN_SR, subtype="FLOAT")
                 name = f"{domain}-{idx:03d}.wav"
                 _render(domain, clean_path, out_dir / name, spans, rng, tmp)
                 rows += [{"file": name, "start": round(a / CLEAN_SR, 3), "end": round(b / CLEAN_SR, 3), "text": t,
-                          "domain": domain, "voice": v, "language": lang}
-                         for (t, v, lang), (a, b) in zip(plans, spans)]
+                          "domain": domain, "voice": v, "language": lang,
+                          "words": [[round(a / CLEAN_SR + ws, 3), round(a / CLEAN_SR + we, 3), w] for ws, we, w in tw]}
+                         for (t, v, lang), (a, b), tw in zip(plans, spans, timed)]
         nrng = np.random.default_rng(seed)
         n = 20 * 16000
         t = np.arange(n) / 16000

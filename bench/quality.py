@@ -14,8 +14,9 @@ good-label seconds kept, kept segments holding foreign speech (>= 0.5 s of a for
 kept segments from no-speech files. Then the per-language CER of the ru/de/es/fr fixtures with
 ``base``, and the cost of each signal in audio-seconds per wall-second against the first pass.
 
-A segment's reference: the hold-out's English sentence words (timed by spreading each sentence's
-duration over its characters) whose midpoint lies inside it; the WER is the lowest over the
+A segment's reference: the hold-out's English words whose midpoint lies inside it, timed by the
+synthesiser's own word events (``bench/espeak_words.py``; a truth file without them falls back to
+spreading each sentence's duration over its characters); the WER is the lowest over the
 reference moved by up to one word at either edge, so a cut between two words is not counted as
 an error of the label.
 """
@@ -89,15 +90,20 @@ def manifest(segs: dict, labels: dict, filt: FilterConfig, raw: Path) -> list[di
 
 
 def gold_words(truth: list[dict]) -> dict[str, list[tuple[float, str, str]]]:
-    """file → [(time, word, language)] in time order."""
+    """file → [(time, word, language)] in time order: each word's midpoint, from the synthesiser's word
+    times where the truth has them (``words``), else the sentence's duration spread over its characters."""
     out = defaultdict(list)
     for t in truth:
+        lang = t.get("language", "en")
+        if t.get("words"):
+            out[t["file"]].extend(((a + b) / 2, w, lang) for a, b, w in t["words"])
+            continue
         words = normalize_text(t["text"]).split()
         total = sum(len(w) + 1 for w in words)
         pos = 0
         for w in words:
             mid = t["start"] + (t["end"] - t["start"]) * (pos + (len(w) + 1) / 2) / total
-            out[t["file"]].append((mid, w, t.get("language", "en")))
+            out[t["file"]].append((mid, w, lang))
             pos += len(w) + 1
     return {f: sorted(v) for f, v in out.items()}
 
@@ -109,10 +115,10 @@ def score(row: dict, words: list, truth: list[dict]) -> dict:
                   and min(row["end"], t["end"]) - max(row["start"], t["start"]) >= 0.5 for t in truth)
     hyp = normalize_text(row["text"] or "")
     if file.startswith("nospeech"):
-        return {"wer": 1.0 if hyp else 0.0, "nref": 0, "dur": dur, "foreign": False, "nospeech": True}
+        return {"wer": 1.0 if hyp else 0.0, "nref": 0, "dur": dur, "foreign": False, "nospeech": True, "reference": ""}
     en = [(i, w) for i, (t, w, lang) in enumerate(words) if lang == "en"]
     inside = [k for k, (i, _) in enumerate(en) if row["start"] <= words[i][0] < row["end"]]
-    best, nref = 1.0 if hyp else 0.0, 0
+    best, nref, ref = 1.0 if hyp else 0.0, 0, ""
     if inside:
         a, b = inside[0], inside[-1] + 1
         best = 9.0
@@ -122,8 +128,8 @@ def score(row: dict, words: list, truth: list[dict]) -> dict:
                 if hi > lo:
                     wer = word_error_rate(" ".join(w for _, w in en[lo:hi]), hyp)
                     if wer < best:
-                        best, nref = wer, hi - lo
-    return {"wer": best, "nref": nref, "dur": dur, "foreign": foreign, "nospeech": False}
+                        best, nref, ref = wer, hi - lo, " ".join(w for _, w in en[lo:hi])
+    return {"wer": best, "nref": nref, "dur": dur, "foreign": foreign, "nospeech": False, "reference": ref}
 
 
 def figures(rows: list[dict]) -> dict:
@@ -187,10 +193,12 @@ def main() -> int:
         if cache:
             cache.write_text(json.dumps({"tiny": tiny_labels, "base": base_labels, "second": second_labels,
                                          "seconds": [tiny_s, base_s, second_s, lang_s, phrase_s]}))
-    agree_all = {rid: {i: {**lab, "agreement_cer": agreement.disagreement(lab["text"], tiny_labels[rid][i]["text"])}
+    agree_all = {rid: {i: {**lab, "agreement_cer": agreement.disagreement(lab["text"], tiny_labels[rid][i]["text"]),
+                           "agreement_text": tiny_labels[rid][i]["text"]}
                        for i, lab in labs.items()} for rid, labs in base_labels.items()}
-    agree_unc = {rid: {i: {**lab, "agreement_cer": agreement.disagreement(lab["text"], second_labels[rid][i]["text"])
-                           if i in second_labels[rid] else None} for i, lab in labs.items()}
+    agree_unc = {rid: {i: {**lab, "agreement_cer": agreement.disagreement(lab["text"], second_labels[rid][i]["text"]),
+                           "agreement_text": second_labels[rid][i]["text"]} if i in second_labels[rid]
+                       else {**lab, "agreement_cer": None} for i, lab in labs.items()}
                  for rid, labs in base_labels.items()}
 
     # P(declared language) of every judged phrase, by seconds: what min_declared_language_probability cuts

@@ -24,7 +24,8 @@ could re-trim from the stored words.
 
 A piece's ``avg_logprob`` is the mean log probability of its words (the decoder's token-level
 figure exists for the whole segment only); its language is its phrases' (when all were judged),
-else the parent's; ``no_speech_prob`` is the parent's.
+else the parent's; ``no_speech_prob`` is the parent's; its ``agreement_cer`` (when a second opinion
+was asked) is its words' CER against the stretch of the second opinion's text aligned to them.
 """
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ import json
 import math
 import zlib
 from collections import Counter
+
+from pipelines.agreement import span_disagreement
 
 PIECE_PAD_S = 0.1  # context kept around a piece's first and last word, within its neighbours' gap
 
@@ -74,13 +77,17 @@ def compression_ratio(text: str) -> float:
     return len(data) / len(zlib.compress(data))
 
 
-def _piece(label: dict, words: list[dict], langs: list, start: float, end: float, reason: str | None) -> dict:
+def _piece(label: dict, span: tuple[int, int], langs: list, start: float, end: float, reason: str | None) -> dict:
+    words = (label.get("words") or [])[span[0]:span[1]]
     text = "".join(w["word"] for w in words).strip()
     logs = [math.log(max(w["probability"], 1e-6)) for w in words]
     piece = {**label, "start": round(start, 3), "end": round(end, 3), "text": text, "words": words,
              "avg_logprob": round(sum(logs) / len(logs), 4) if logs else None,
              "compression_ratio": compression_ratio(text) if text else None,
              "trim_reason": reason}
+    if label.get("agreement_cer") is not None and label.get("agreement_text") is not None and words:
+        # the piece's own agreement: its words against the stretch of the second opinion aligned to them
+        piece["agreement_cer"] = span_disagreement([w["word"] for w in label["words"]], *span, label["agreement_text"])
     if langs and all(langs):  # every word's phrase was judged: the piece's language is theirs
         counts = Counter(lang for lang, _ in langs)
         lang = counts.most_common(1)[0][0]
@@ -115,8 +122,8 @@ def pieces(label: dict, t, declared: str | None) -> list[dict]:
         if k and gaps[a]:  # speech (or silence) the decoder wrote nothing for: cut out
             gap_lo = max(label["start"], words[a - 1]["end"] + PIECE_PAD_S)
             if lo - gap_lo >= 0.01:
-                out.append({**_piece(label, [], [], gap_lo, lo, "unlabelled_gap"), "text": ""})
+                out.append({**_piece(label, (a, a), [], gap_lo, lo, "unlabelled_gap"), "text": ""})
         lo, hi = max(lo, label["start"]), min(hi, label["end"])
         if hi - lo >= 0.01:
-            out.append(_piece(label, words[a:b], langs[a:b], lo, hi, reason))
+            out.append(_piece(label, (a, b), langs[a:b], lo, hi, reason))
     return out or [label]

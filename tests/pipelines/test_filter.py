@@ -12,6 +12,26 @@ def test_a_confident_plausible_segment_is_kept():
     assert decide(GOOD, T) == ("keep", [])
 
 
+def test_confidence_takes_the_new_signals_and_a_missing_one_moves_nothing():
+    from pipelines.confidence import LEGACY_FEATURES, ConfidenceModel, fit
+
+    rows = [{**GOOD, "mean_word_prob": p, "agreement_cer": a, "language": "en", "declared_language": "en",
+             "language_probability": 0.9, "rms_dbfs": -20.0}
+            for p, a in ((0.95, 0.0), (0.9, 0.05), (0.85, 0.1), (0.5, 0.5), (0.45, 0.6), (0.4, 0.4))]
+    model = fit(rows, [True, True, True, False, False, False])
+    assert "mean_word_prob" in model.features and "agreement_cer" in model.features
+    assert model.score(rows[0]) > 0.5 > model.score(rows[-1])
+    unasked = {**rows[0], "agreement_cer": None}
+    x = model.score(unasked)
+    assert model.score({**unasked, "agreement_cer": model.mean[model.features.index("agreement_cer")]}) == pytest.approx(x)
+    foreign = {**rows[0], "language": "de"}
+    assert model.score(foreign) <= model.score(rows[0]), "another language first counts as no match"
+    legacy = fit(rows, [True, True, True, False, False, False], features=LEGACY_FEATURES).to_dict()
+    assert ConfidenceModel.from_dict(legacy).features == LEGACY_FEATURES, "models fitted before still load"
+    with pytest.raises(ValueError, match="features"):
+        ConfidenceModel.from_dict({**legacy, "features": ["avg_logprob", "shoe_size"]})
+
+
 @pytest.mark.parametrize("change, reason", [
     ({"text": "  "}, "empty_text"),
     ({"avg_logprob": -1.4}, "low_avg_logprob"),
@@ -141,6 +161,26 @@ def test_trim_cuts_out_a_long_stretch_with_no_words():
     assert [p["trim_reason"] for p in got] == [None, "unlabelled_gap", None]
     assert got[1]["text"] == "" and got[1]["start"] >= words[-1]["end"] and got[1]["end"] <= later[0]["start"]
     assert [decide(p, T)[0] for p in got] == ["keep", "reject", "keep"]
+
+
+def test_a_trimmed_piece_is_judged_by_its_own_agreement():
+    from pipelines.agreement import disagreement, span_disagreement
+    from pipelines.trim import pieces
+
+    words = _words([(w, 0.9) for w in "the train left the station on time".split()]
+                   + [("blah", 0.1), ("blah", 0.2), ("blah", 0.15)]
+                   + [(w, 0.95) for w in "and we all went home happy again".split()])
+    second = "the train left the station on time bla bla and we all went to rome snappy again"
+    label = {**GOOD, "start": 0.3, "end": 7.3, "words": words, "text": "".join(w["word"] for w in words),
+             "agreement_cer": 0.2, "agreement_text": second}
+    got = pieces(label, T, "en")
+    assert [p["trim_reason"] for p in got] == [None, "low_word_prob_run", None]
+    assert got[0]["agreement_cer"] == 0.0, "the first piece's words are the second opinion's"
+    assert got[2]["agreement_cer"] == disagreement("and we all went home happy again",
+                                                   "and we all went to rome snappy again") > 0.1
+    assert span_disagreement([w["word"] for w in words], 0, len(words), second) == disagreement(label["text"], second)
+    no_second = pieces({**label, "agreement_cer": None, "agreement_text": None}, T, "en")
+    assert all(p["agreement_cer"] is None for p in no_second), "no second opinion: none invented"
 
 
 def test_agreement_signal():
