@@ -89,14 +89,18 @@ def _render(domain: str, clean: Path, out: Path, spans, rng: random.Random, tmp:
         sf.write(str(out), _normalise_peak(speech + noise * np.float32(gain)), 16000, subtype="PCM_16")
 
 
-def generate(out_dir: Path, *, files_per_domain: int = 3, sentences: int = 8, seed: int = 1201) -> list[dict]:
+def generate(out_dir: Path, *, files_per_domain: int = 3, sentences: int = 8, seed: int = 1201,
+             first: int = 0) -> list[dict]:
+    """Files ``first`` .. ``files_per_domain - 1`` of each domain (each file depends only on the seed,
+    its domain and its index, so a later index is new audio the earlier ones never showed) and
+    the no-speech files."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     timer = EspeakWords()
     with tempfile.TemporaryDirectory(prefix="holdout-") as tmpd:
         tmp = Path(tmpd)
         for domain in DOMAINS:
-            for idx in range(files_per_domain):
+            for idx in range(first, files_per_domain):
                 rng = random.Random(f"stt-corpus.holdout:{seed}:{domain}:{idx}")
                 voices = rng.sample(VOICES, 2)
                 texts = rng.sample(HARVARD, sentences)
@@ -139,5 +143,13 @@ def generate(out_dir: Path, *, files_per_domain: int = 3, sentences: int = 8, se
 
 
 if __name__ == "__main__":
-    rows = generate(Path(sys.argv[1]))
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out_dir")
+    parser.add_argument("--files-per-domain", type=int, default=3)
+    parser.add_argument("--first", type=int, default=0, help="first file index per domain (0: all)")
+    parser.add_argument("--seed", type=int, default=1201)
+    args = parser.parse_args()
+    rows = generate(Path(args.out_dir), files_per_domain=args.files_per_domain, first=args.first, seed=args.seed)
     print(f"{len(rows)} sentences, {sum(r['language'] != 'en' for r in rows)} foreign")

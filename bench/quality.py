@@ -45,7 +45,7 @@ from pipelines.segment import pack_segments  # noqa: E402
 BAD, GOOD = 0.3, 0.1
 # the filter as it was before issue 12 (rules added since switched off), and the field's
 TODAY = dict(trim=False, min_unique_word_ratio=0.0, max_word_chars=1000, phantom_max_dbfs=-200.0,
-             phantom_min_no_speech_prob=1.0, max_chars_per_second=30.0)
+             phantom_min_no_speech_prob=1.0, max_chars_per_second=30.0, min_confidence=0.0)
 FIELD = dict(TODAY, min_mean_word_prob=0.0)
 AGREEMENT_MAX_CER = 0.25  # chosen before looking at this set: tiny.en and base agree far closer on clean speech
 FIXTURES = {"es": [("leopard/test_es.wav", "Las arenas son blanquecinas de grano medio y tiene muy poca asistencia.")],
@@ -148,6 +148,9 @@ def figures(rows: list[dict]) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--holdout-dir", help="bench/holdout.py output to use instead of generating")
+    parser.add_argument("--files-per-domain", type=int, default=3, help="when generating: files per domain")
+    parser.add_argument("--first", type=int, default=0, help="when generating: first file index per domain "
+                        "(e.g. 3 with --files-per-domain 6: three new files per domain, none of the usual ones)")
     parser.add_argument("--fixtures", default=str(Path(__file__).resolve().parents[2] / "shared/fixtures/audio"))
     parser.add_argument("--json", help="write every figure here too")
     parser.add_argument("--labels-cache", help="labels and timings saved here, and read back when present "
@@ -158,7 +161,7 @@ def main() -> int:
     args = parser.parse_args()
     raw = Path(args.holdout_dir) if args.holdout_dir else Path(tempfile.mkdtemp(prefix="bench-quality-")) / "holdout"
     if not args.holdout_dir:
-        generate(raw)
+        generate(raw, files_per_domain=args.files_per_domain, first=args.first)
     truth = [json.loads(line) for line in (raw / "truth.jsonl").read_text().splitlines() if line.strip()]
     words = gold_words(truth)
     segs = segments_of(sorted(p for p in raw.iterdir() if p.suffix in (".wav", ".flac")))
@@ -213,17 +216,24 @@ def main() -> int:
         total = sum(d for _, d, *_ in phr)
         cuts = {q: sum(d for p, d, *_ in phr if p < q) / total for q in (0.05, 0.1, 0.2, 0.3, 0.5)}
         print("phrase seconds with P(declared) below: " + ", ".join(f"{q}: {v:.1%}" for q, v in cuts.items()))
+    no_conf = dict(min_confidence=0.0)
     configs = [("tiny.en, field defaults", tiny_labels, FilterConfig(**FIELD)),
                ("tiny.en, today's defaults", tiny_labels, FilterConfig(**TODAY)),
-               ("tiny.en, new defaults", tiny_labels, FilterConfig()),
+               ("tiny.en, shipped defaults", tiny_labels, FilterConfig()),
                ("base, field defaults", base_labels, FilterConfig(**FIELD)),
                ("base, today's defaults", base_labels, FilterConfig(**TODAY)),
-               ("base, new defaults", base_labels, FilterConfig()),
-               ("base + agreement (uncertain)", agree_unc, FilterConfig(max_agreement_cer=AGREEMENT_MAX_CER)),
-               ("base + agreement (all)", agree_all, FilterConfig(max_agreement_cer=AGREEMENT_MAX_CER))]
+               ("base, rules, no agreement/conf.", base_labels, FilterConfig(**no_conf)),
+               ("base+agr. uncertain, no conf.", agree_unc, FilterConfig(**no_conf)),
+               ("base+agr. all, no conf.", agree_all, FilterConfig(**no_conf)),
+               ("base, no agreement, shipped conf.", base_labels, FilterConfig()),
+               ("SHIPPED (base+agr. uncertain)", agree_unc, FilterConfig()),
+               ("base+agr. all, shipped", agree_all, FilterConfig()),
+               ("shipped, agreement CER <= 0.15", agree_unc, FilterConfig(max_agreement_cer=0.15)),
+               ("shipped, agreement CER <= 0.10", agree_unc, FilterConfig(max_agreement_cer=0.10)),
+               ("agr. all, CER <= 0.10, no conf.", agree_all, FilterConfig(max_agreement_cer=0.10, **no_conf))]
     results = {}
     domains = sorted({f.name.split("-")[0] for f, _a, _s in segs.values()})
-    head = f"{'config':<30}{'domain':<11}{'segs':>5}{'kept':>5}{'WER>0.3':>8}{'WER kept':>9}{'good kept':>10}" \
+    head = f"{'config':<34}{'domain':<11}{'segs':>5}{'kept':>5}{'WER>0.3':>8}{'WER kept':>9}{'good kept':>10}" \
            f"{'good s':>8}{'foreign':>8}{'nospeech':>9}"
     print(head)
     for name, labels, filt in configs:
@@ -240,7 +250,7 @@ def main() -> int:
         for dom in [*domains, "overall"]:
             sub = [r for r in rows if dom == "overall" or r["domain"] == dom]
             m = results[name][dom] = figures(sub)
-            print(f"{name:<30}{dom:<11}{m['segments']:>5}{m['kept']:>5}{m['bad_share']:>8.1%}{m['wer_kept']:>9.3f}"
+            print(f"{name:<34}{dom:<11}{m['segments']:>5}{m['kept']:>5}{m['bad_share']:>8.1%}{m['wer_kept']:>9.3f}"
                   f"{m['good_kept_share']:>10.1%}{m['good_kept_s']:>8.1f}{m['foreign_kept']:>8}{m['nospeech_kept']:>9}")
 
     print("\nfixtures, base, declared language: CER per language")

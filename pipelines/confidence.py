@@ -14,9 +14,12 @@ Features (all from the manifest, so a re-filter can score segments without ASR):
 
 A model names the features it was fitted on (``features``); models fitted before the last four
 existed (five features) still load and score as before. The first three are required (a row
-without them, i.e. without a label, scores None); any other missing value (no second opinion was
-asked, no language detected, a manifest without ``rms_dbfs``) is taken as the fitted mean, so it
-moves the score neither way. Fitted by calibration on a gold set; saved in the filter config as
+without them, i.e. without a label, scores None); any other missing value (no language detected,
+a manifest without ``rms_dbfs``) is taken as the model's ``fill`` for it: the fitted mean, so it
+moves the score neither way, unless the fit said otherwise. ``agreement_cer`` is missing for a
+different reason: by default the second opinion is asked only where the first pass is unsure
+(mean word probability below 0.8), so a missing one stands for a confident label; its fill is
+what the second opinion gave on such labels in the fitting set (``fit(..., fill=...)``). Fitted by calibration on a gold set; saved in the filter config as
 plain numbers.
 """
 from __future__ import annotations
@@ -66,18 +69,22 @@ class ConfidenceModel:
     weights: list[float]
     bias: float
     features: tuple[str, ...] = LEGACY_FEATURES
+    fill: list[float] | None = None  # per feature, the value a missing one counts as (None: the mean)
 
     def score(self, row: dict) -> float | None:
         x = feature_values(row, self.features)
         if x is None:
             return None
         mean = np.asarray(self.mean)
-        z = (np.where(np.isnan(x), mean, x) - mean) / np.asarray(self.scale)
+        z = (np.where(np.isnan(x), np.asarray(self.fill if self.fill is not None else self.mean), x) - mean) \
+            / np.asarray(self.scale)
         return float(1.0 / (1.0 + math.exp(-(float(z @ np.asarray(self.weights)) + self.bias))))
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["features"] = list(self.features)
+        if self.fill is None:
+            del d["fill"]
         return d
 
     @classmethod
@@ -87,16 +94,17 @@ class ConfidenceModel:
         if unknown or not set(_REQUIRED) <= set(features):
             raise ValueError(f"confidence model features {list(features)} are not this code's (known: {list(FEATURES)}; "
                              f"required: {list(_REQUIRED)})")
-        if not len(d["mean"]) == len(d["scale"]) == len(d["weights"]) == len(features):
-            raise ValueError("confidence model: mean, scale and weights need one number per feature")
+        if not len(d["mean"]) == len(d["scale"]) == len(d["weights"]) == len(d.get("fill") or features) == len(features):
+            raise ValueError("confidence model: mean, scale, weights (and fill) need one number per feature")
         return cls(mean=list(d["mean"]), scale=list(d["scale"]), weights=list(d["weights"]), bias=float(d["bias"]),
-                   features=features)
+                   features=features, fill=list(d["fill"]) if d.get("fill") is not None else None)
 
 
 def fit(rows: list[dict], labels: list[bool], *, l2: float = 1.0, iterations: int = 50,
-        features: tuple[str, ...] = FEATURES) -> ConfidenceModel:
+        features: tuple[str, ...] = FEATURES, fill: dict[str, float] | None = None) -> ConfidenceModel:
     """Logistic regression (Newton's method, L2-regularised) of ``labels`` on the rows' ``features``;
-    a missing value counts as the feature's mean over the rows that have it."""
+    a missing value counts as ``fill[feature]`` when given, else as the feature's mean over the
+    rows that have it (in fitting and in scoring alike)."""
     pairs = [(feature_values(r, features), y) for r, y in zip(rows, labels)]
     pairs = [(x, y) for x, y in pairs if x is not None]
     if len(pairs) < 4 or len({y for _, y in pairs}) < 2:
@@ -105,7 +113,8 @@ def fit(rows: list[dict], labels: list[bool], *, l2: float = 1.0, iterations: in
     y = np.array([float(v) for _, v in pairs])
     seen = ~np.isnan(X)
     mean = np.array([X[seen[:, k], k].mean() if seen[:, k].any() else 0.0 for k in range(X.shape[1])])
-    X = np.where(seen, X, mean)
+    filled = np.array([(fill or {}).get(f, m) for f, m in zip(features, mean)])
+    X = np.where(seen, X, filled)
     scale = X.std(axis=0)
     scale[scale == 0] = 1.0
     Z = np.hstack([(X - mean) / scale, np.ones((len(X), 1))])
@@ -121,4 +130,4 @@ def fit(rows: list[dict], labels: list[bool], *, l2: float = 1.0, iterations: in
         if np.abs(step).max() < 1e-8:
             break
     return ConfidenceModel(mean=mean.tolist(), scale=scale.tolist(), weights=w[:-1].tolist(), bias=float(w[-1]),
-                           features=tuple(features))
+                           features=tuple(features), fill=filled.tolist() if fill else None)

@@ -316,6 +316,13 @@ def signal_thresholds() -> dict[str, str]:
     return {rule.signal: rule.fields[0] for rule in signal_rules()}
 
 
+def _cell(value):
+    """A setting as the table shows it: a confidence model by its features, not its numbers."""
+    if isinstance(value, dict) and "weights" in value:
+        return f"logistic model over {', '.join(value.get('features') or [])}"
+    return value
+
+
 def threshold_table(base: dict, per_domain: dict[str, dict] | None = None) -> tuple[list[str], list[list]]:
     """The datasheet's threshold table: one row per setting the rules read, in the registry's order,
     with its value in ``base`` (the config's ``filter``) and in each domain's override, and the
@@ -330,6 +337,6 @@ def threshold_table(base: dict, per_domain: dict[str, dict] | None = None) -> tu
                 codes.append(rule.code)
     configured = set(base) | {name for values in per_domain.values() for name in (values or {})}
     names = list(readers) + sorted(configured - set(readers))
-    rows = [[name, base.get(name), *((per_domain[d] or {}).get(name, base.get(name)) for d in domains),
+    rows = [[name, _cell(base.get(name)), *(_cell((per_domain[d] or {}).get(name, base.get(name))) for d in domains),
              ", ".join(readers.get(name, [])) or "(no rule reads it)"] for name in names]
     return ["threshold", "default", *domains, "reasons"], rows

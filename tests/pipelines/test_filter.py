@@ -3,7 +3,9 @@ import pytest
 from pipelines.config import FilterConfig
 from pipelines.filter import REASONS, decide, longest_word_run
 
-T = FilterConfig()
+# the rules one by one: the shipped combined confidence off (these rows carry none of its word-level
+# signals); it has its own tests below
+T = FilterConfig(min_confidence=0.0)
 GOOD = {"start": 0.0, "end": 5.0, "text": "the train left the station on time today",
         "avg_logprob": -0.2, "no_speech_prob": 0.05, "compression_ratio": 1.4}
 
@@ -32,6 +34,20 @@ def test_confidence_takes_the_new_signals_and_a_missing_one_moves_nothing():
         ConfidenceModel.from_dict({**legacy, "features": ["avg_logprob", "shoe_size"]})
 
 
+def test_the_shipped_confidence_is_on_by_default_and_judges_the_new_signals():
+    from pipelines.shipped_confidence import MODEL, THRESHOLD
+
+    T = FilterConfig()
+    assert T.min_confidence == THRESHOLD > 0 and T.confidence_model == MODEL
+    sure = {**GOOD, "text": "the train left the station on time today and we all went home together",
+            "compression_ratio": 1.1, "mean_word_prob": 0.93, "agreement_cer": None, "language": "en",
+            "declared_language": "en", "language_probability": 0.95}
+    assert decide(sure, T) == ("keep", []), "a confident label, no second opinion asked"
+    unsure = {**sure, "agreement_cer": 0.24, "mean_word_prob": 0.65, "avg_logprob": -0.55}
+    assert decide(unsure, T) == ("reject", ["low_confidence"]), "each signal within its own rule, together unsure"
+    assert decide(unsure, FilterConfig(min_confidence=0.0))[0] == "keep", "the same label, the confidence off"
+
+
 @pytest.mark.parametrize("change, reason", [
     ({"text": "  "}, "empty_text"),
     ({"avg_logprob": -1.4}, "low_avg_logprob"),
@@ -56,7 +72,7 @@ def test_every_reason_that_applies_is_recorded():
 
 def test_thresholds_come_from_config():
     assert decide({**GOOD, "avg_logprob": -0.6}, T)[0] == "keep"
-    assert decide({**GOOD, "avg_logprob": -0.6}, FilterConfig(min_avg_logprob=-0.5)) == ("reject", ["low_avg_logprob"])
+    assert decide({**GOOD, "avg_logprob": -0.6}, FilterConfig(min_avg_logprob=-0.5, min_confidence=0.0)) == ("reject", ["low_avg_logprob"])
 
 
 def test_longest_word_run():
@@ -75,7 +91,7 @@ def test_low_mean_word_probability_is_rejected():
     row = {**GOOD, "mean_word_prob": 0.45}
     assert decide(row, T) == ("reject", ["low_word_prob"])
     assert decide({**row, "mean_word_prob": 0.8}, T)[0] == "keep"
-    assert decide(row, FilterConfig(min_mean_word_prob=0.0))[0] == "keep"
+    assert decide(row, FilterConfig(min_mean_word_prob=0.0, min_confidence=0.0))[0] == "keep"
 
 
 def test_combined_confidence_rule():
@@ -87,7 +103,7 @@ def test_combined_confidence_rule():
     assert decide(rows[0], t)[0] == "keep" and "low_confidence" in decide(rows[-1], t)[1]
     assert "low_confidence" in decide(rows[3], t)[1] and "low_avg_logprob" not in decide(rows[3], t)[1]
     with pytest.raises(ValueError, match="needs a confidence_model"):
-        FilterConfig(min_confidence=0.5)
+        FilterConfig(min_confidence=0.5, confidence_model=None)
 
 
 @pytest.mark.parametrize("change, reason", [
@@ -98,7 +114,7 @@ def test_combined_confidence_rule():
     ({"text": "the train left the station", "agreement_cer": 0.6}, "disagreement"),
 ])
 def test_hallucination_and_agreement_rules(change, reason):
-    t = FilterConfig(max_agreement_cer=0.3)
+    t = FilterConfig(max_agreement_cer=0.3, min_confidence=0.0)
     decision, reasons = decide({**GOOD, **change}, t)
     assert decision == "reject" and reason in reasons and reason in REASONS
 
