@@ -167,6 +167,14 @@ class FilterConfig(_Strict):
     min_declared_language_probability: float = Field(
         0.1, ge=0, le=1, description="a phrase whose probability of being in the declared language is below this "
                                      "is cut out as language_mismatch (0: off)")
+    # 0.7: base decoding the fixtures' ru/de/es/fr speech as English (the declared language) gives
+    # mean word probabilities of 0.40-0.49, while English phrases of gen-audio (calibration) that
+    # phrase language ID took for Latin, Welsh, Finnish, Japanese... (p up to 0.86) and whose labels
+    # were good (WER <= 0.25) had 0.77-0.96: 41 s of good labels were cut as foreign (docs/PERFORMANCE.md)
+    foreign_max_word_prob: float = Field(0.7, ge=0, le=1, description="a segment or phrase detected in another "
+                                         "language is language_mismatch only when its words' mean probability is "
+                                         "below this (decoded in the declared language, foreign speech comes out "
+                                         "unsure); 1: always")
     # off by default (releases built before it keep their reasons); -55 is well under speech at any
     # recording level, which VAD found there, and over the floor of a quiet room's hiss
     min_rms_dbfs: float | None = Field(None, le=0, description="reject segments whose audio RMS (dBFS, "

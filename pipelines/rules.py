@@ -151,13 +151,18 @@ class TooLong(Rule):
 
 class LanguageMismatch(Rule):
     code = "language_mismatch"
-    description = "the detected language differs from the source's declared one"
-    fields = ("min_language_probability",)
+    description = ("the detected language differs from the source's declared one (and the words, decoded in the "
+                   "declared language, are unsure)")
+
+    fields = ("min_language_probability", "foreign_max_word_prob")
 
     def check(self, row, config):
         declared, detected = row.get("declared_language"), row.get("language")
+        mean_word_prob = row.get("mean_word_prob")
         return bool(declared and declared != "auto" and detected and detected != declared
-                    and (row.get("language_probability") or 0.0) >= config.min_language_probability)
+                    and (row.get("language_probability") or 0.0) >= config.min_language_probability
+                    and (config.foreign_max_word_prob >= 1 or mean_word_prob is None
+                         or mean_word_prob < config.foreign_max_word_prob))
 
 
 class LowWordProb(SignalRule):
@@ -193,7 +198,7 @@ class ForeignPhrase(TrimmedOut):
     code = "language_mismatch"
     description = ("a phrase detected in another language (or unlikely to be in the declared one), "
                    "cut out of its segment")
-    fields = ("trim", "min_language_probability", "min_declared_language_probability")
+    fields = ("trim", "min_language_probability", "min_declared_language_probability", "foreign_max_word_prob")
 
 
 class LowUniqueWordRatio(Rule):

@@ -6,7 +6,9 @@ language of each phrase, from :mod:`pipelines.language`) are marked weak where a
 phrase's detected language differs from the source's declared one (probability at least
 ``min_language_probability``) or the declared language itself is unlikely (probability below
 ``min_declared_language_probability``: on degraded audio the top language of a foreign phrase is
-often below 0.5, but the declared one is lower still). The segment is cut at the edges of these runs:
+often below 0.5, but the declared one is lower still), and its words are unsure (mean probability
+below ``foreign_max_word_prob``: phrase language ID takes clear English for Latin or Welsh on
+degraded audio, while foreign speech decoded in the declared language comes out unsure). The segment is cut at the edges of these runs:
 
 - every run of sound words becomes a piece, a label of its own (its words, its text, signals
   recomputed from its words), filtered like any segment (so a short piece is ``too_short``);
@@ -57,7 +59,9 @@ def word_flags(label: dict, t, declared: str | None) -> list[str | None]:
             p_declared = rest[0] if rest else None
             other = lang != declared and prob >= t.min_language_probability
             unlikely = p_declared is not None and p_declared < t.min_declared_language_probability
-            if other or unlikely:
+            probs = [w["probability"] for w in words[first:last]]
+            unsure = t.foreign_max_word_prob >= 1 or not probs or sum(probs) / len(probs) < t.foreign_max_word_prob
+            if (other or unlikely) and unsure:
                 flags[first:last] = ["language_mismatch"] * (last - first)
     return flags
 

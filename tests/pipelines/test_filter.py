@@ -85,6 +85,8 @@ def test_a_detected_language_other_than_the_declared_one_is_rejected():
     assert decide({**row, "language_probability": 0.3}, T)[0] == "keep", "an unsure detection decides nothing"
     assert decide({**row, "language": "en"}, T)[0] == "keep"
     assert decide({**row, "declared_language": "auto"}, T)[0] == "keep", "an 'auto' source keeps what is detected"
+    assert decide({**row, "mean_word_prob": 0.45}, T)[1] == ["language_mismatch", "low_word_prob"]
+    assert decide({**row, "mean_word_prob": 0.9}, T)[0] == "keep", "sure words in the declared language: not foreign"
 
 
 def test_low_mean_word_probability_is_rejected():
@@ -158,12 +160,18 @@ def test_trim_cuts_a_foreign_phrase_out():
 
     from pipelines.trim import pieces
 
-    words = _words([(w, 0.9) for w in "one two three four five six seven eight nine ten".split()])
+    # the foreign phrase decoded in the declared language: unsure words
+    words = _words([(w, 0.45 if 4 <= i < 7 else 0.9)
+                    for i, w in enumerate("one two three four five six seven eight nine ten".split())])
     label = {**GOOD, "start": 0.3, "end": 4.6, "words": words, "text": "x",
              "phrase_languages": json.dumps([[0, 4, "en", 0.97], [4, 7, "fr", 0.93], [7, 10, "en", 0.9]])}
     got = pieces(label, T, "en")
     assert [p["trim_reason"] for p in got] == [None, "language_mismatch", None]
     assert got[1]["text"] == "five six seven"
+    sure = {**label, "words": _words([(w, 0.9) for w in "one two three four five six seven eight nine ten".split()])}
+    assert pieces(sure, T, "en") == [sure], "a phrase taken for French whose words are sure is not cut"
+    assert [p["trim_reason"] for p in pieces(sure, FilterConfig(foreign_max_word_prob=1.0), "en")] == \
+        [None, "language_mismatch", None], "1: cut whatever the words say"
     assert pieces(label, T, "auto") == [label], "an 'auto' source has no foreign language"
 
 

@@ -16,10 +16,14 @@ from pipelines.rules import Rule, threshold_table
 FROZEN = json.loads((Path(__file__).parent / "frozen" / "decide_frozen.json").read_text())
 
 
+# settings newer than the freeze, as the frozen configs had them: the combined confidence off, a
+# detected foreign language rejected whatever the word probabilities
+BEFORE_FROZEN_WAS_THAWED = {"min_confidence": 0.0, "foreign_max_word_prob": 1.0}
+
+
 @pytest.mark.parametrize("name", sorted(FROZEN["configs"]))
 def test_decide_gives_the_frozen_reasons_in_the_frozen_order(name):
-    # the frozen configs predate the shipped combined confidence: they had it off (min_confidence 0)
-    config = FilterConfig(**{"min_confidence": 0.0, **FROZEN["configs"][name]})
+    config = FilterConfig(**{**BEFORE_FROZEN_WAS_THAWED, **FROZEN["configs"][name]})
     rows = [dict(zip(FROZEN["fields"], values)) for values in FROZEN["rows"]]
     got = [decide(row, config) for row in rows]
     expected = FROZEN["expected"][name]
@@ -134,7 +138,7 @@ def test_too_quiet_rejects_a_label_on_near_silence_when_turned_on():
 def test_turning_too_quiet_on_only_adds_its_own_reason_last():
     rows = [dict(zip(FROZEN["fields"], values)) for values in FROZEN["rows"]]
     for name, cfg in FROZEN["configs"].items():
-        config = FilterConfig(**{"min_confidence": 0.0, **cfg}, min_rms_dbfs=-55.0)
+        config = FilterConfig(**{**BEFORE_FROZEN_WAS_THAWED, **cfg}, min_rms_dbfs=-55.0)
         for row, expected in zip(rows, FROZEN["expected"][name]):
             quiet = row["rms_dbfs"] is not None and row["rms_dbfs"] < -55.0
             assert decide(row, config)[1] == expected + ["too_quiet"] * quiet
