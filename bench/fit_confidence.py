@@ -279,7 +279,8 @@ def main() -> int:
                 f"bench/holdout.py's set. The threshold was\nchosen on leave-one-domain-out scores (each piece scored "
                 f"by a model fitted without its domain)\nfor a kept share of WER > 0.3 of at most {args.target:.0%}.\n"
                 f'"""\n\nMODEL = {json.dumps({k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in d.items()}, indent=4)}\n'
-                f"THRESHOLD = {round(chosen, 4)}\n")
+                f"THRESHOLD = {round(chosen, 4)}\n"
+                f"MODEL_NAME = \"base\"  # the labels it was fitted on; a build with another model has it off\n")
         out = Path(__file__).resolve().parents[1] / "pipelines" / "shipped_confidence.py"
         out.write_text(text)
         print(f"wrote {out}")

@@ -62,3 +62,4 @@ MODEL = {
     ]
 }
 THRESHOLD = 0.9447
+MODEL_NAME = "base"  # the labels it was fitted on; a build with another model has it off
