@@ -131,10 +131,7 @@ def choose(rows: list[dict], scores: list[float], target: float) -> float | None
     return best[0] if best else None
 
 
-FEATURES_USED = SHIPPED_FEATURES
-
-
-def fit_model(rows: list[dict]):
+def fit_model(rows: list[dict], features: tuple[str, ...] = SHIPPED_FEATURES):
     """Fitted on each piece's signals with the second opinion asked everywhere (``_fit``), so that the
     model learns what agreement says. A missing value is filled from the pieces the other rules let
     through (those the model judges in practice; a mean over every piece, junk included, would make
@@ -143,16 +140,16 @@ def fit_model(rows: list[dict]):
     fit_rows = [r["_fit"] for r in rows]
     judged = [r["_fit"] for r in rows if r["decision"] == "keep"] or fit_rows
     fill = {}
-    for f in FEATURES_USED:
-        values = [x[k] for x in (feature_values(r, FEATURES_USED) for r in judged) if x is not None
-                  for k in [FEATURES_USED.index(f)] if x[k] == x[k]]
+    vectors = [x for x in (feature_values(r, features) for r in judged) if x is not None]
+    for k, name in enumerate(features):
+        values = [x[k] for x in vectors if x[k] == x[k]]  # NaN: missing
         if values:
-            fill[f] = sum(values) / len(values)
+            fill[name] = sum(values) / len(values)
     unasked = [r["_fit"]["agreement_cer"] for r in rows if r["decision"] == "keep"
                and r["agreement_cer"] is None and r["_fit"]["agreement_cer"] is not None]
-    if unasked and "agreement_cer" in FEATURES_USED:
+    if unasked and "agreement_cer" in features:
         fill["agreement_cer"] = sum(unasked) / len(unasked)
-    return fit(fit_rows, [r["wer"] <= BAD for r in rows], features=FEATURES_USED, fill=fill)
+    return fit(fit_rows, [r["wer"] <= BAD for r in rows], features=features, fill=fill)
 
 
 def out_of_fold(rows: list[dict], fold_of: list, target: float, extra: list[dict], extra_fold: list
@@ -181,109 +178,129 @@ def line(name: str, m: dict) -> str:
             f"{m['good_kept_share']:>10.1%}{m['good_kept_s']:>8.1f}")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", default="/tmp/fit-confidence", help="gen-audio and label caches live here")
-    parser.add_argument("--seeds", default="12,31,32,33,34,35")
-    parser.add_argument("--noisier-seeds", default="12,31,32,33,34,35", help="seeds whose gen-audio also gets a harder copy with "
-                        "more noise (0-12 dB SNR) added")
-    parser.add_argument("--minutes", type=float, default=4.0, help="gen-audio minutes per seed")
-    parser.add_argument("--target", type=float, default=0.02, help="kept share of WER > 0.3 to stay within")
-    parser.add_argument("--when", choices=("uncertain", "all"), default="uncertain", help="second opinion")
-    parser.add_argument("--fit-on", choices=("candidates", "all"), default="candidates",
-                        help="fit on the pieces the other rules let through, or on every piece with words")
-    parser.add_argument("--write", action="store_true", help="write pipelines/shipped_confidence.py")
-    parser.add_argument("--features", default=",".join(SHIPPED_FEATURES), help="confidence features to fit")
-    args = parser.parse_args()
-    global FEATURES_USED
-    FEATURES_USED = tuple(args.features.split(","))
-    work = Path(args.work)
+def load_pieces(work: Path, seeds: list[int], noisier_seeds: list[int], minutes: float, when: str) -> list[dict]:
+    """Every scored piece of every set (gen-audio per seed, then the harder copies), each with its
+    signals as the shipped pipeline gives them and, in ``_fit``, with the second opinion asked everywhere."""
     base_config = FilterConfig(**WITHOUT_CONFIDENCE)  # the shipped rules, the confidence off
     rows: list[dict] = []
-    noisier_seeds = {int(s) for s in args.noisier_seeds.split(",") if s}
-    sets = [(int(s), False) for s in args.seeds.split(",")] + [(s, True) for s in sorted(noisier_seeds)]
-    for seed, noisy in sets:
-        raw = work / f"gen-{seed}-{args.minutes:g}"
+    for seed, noisy in [(s, False) for s in seeds] + [(s, True) for s in noisier_seeds]:
+        raw = work / f"gen-{seed}-{minutes:g}"
         if not (raw / "truth.jsonl").exists():
-            gen_audio.generate(raw, minutes=args.minutes, seed=seed)
+            gen_audio.generate(raw, minutes=minutes, seed=seed)
         if noisy:
-            clean, raw = raw, work / f"gen-{seed}-{args.minutes:g}-noisier"
+            clean, raw = raw, work / f"gen-{seed}-{minutes:g}-noisier"
             if not (raw / "truth.jsonl").exists():
                 noisier(clean, raw, seed)
         truth = gold(raw)
         segs = segments_of(sorted(p for p in raw.iterdir() if p.suffix in (".wav", ".flac")))
         start = time.perf_counter()
         got = labelled(raw, work / f"labels-{raw.name.removeprefix('gen-')}.json", segs)
-        seed = f"{seed}{'-noisier' if noisy else ''}"
-        print(f"seed {seed}: {len(segs)} files, {sum(len(s) for *_, s in segs.values())} segments, "
-              f"labels {time.perf_counter() - start:.1f} s (base {got['seconds'][0]:.1f} s, tiny.en {got['seconds'][1]:.1f} s "
+        name = f"{seed}{'-noisier' if noisy else ''}"
+        print(f"seed {name}: {len(segs)} files, {sum(len(s) for *_, s in segs.values())} segments, labels "
+              f"{time.perf_counter() - start:.1f} s (base {got['seconds'][0]:.1f} s, tiny.en {got['seconds'][1]:.1f} s "
               "when decoded)")
-        shipped = scored_rows(seed, segs, with_agreement(got["base"], got["tiny"], args.when), base_config, raw, truth)
-        everywhere = {r["segment_id"]: r for r in scored_rows(seed, segs, with_agreement(got["base"], got["tiny"], "all"),
-                                                              base_config, raw, truth)}
+        shipped = scored_rows(name, segs, with_agreement(got["base"], got["tiny"], when), base_config, raw, truth)
+        everywhere = scored_rows(name, segs, with_agreement(got["base"], got["tiny"], "all"), base_config, raw, truth)
+        by_id = {r["segment_id"]: r for r in everywhere}
         for r in shipped:
-            r["_fit"] = everywhere[r["segment_id"]]
+            r["_fit"] = by_id[r["segment_id"]]
         rows += shipped
-    cand = [r for r in rows if r["decision"] == "keep"]
-    print(f"\n{len(rows)} pieces, {len(cand)} let through by the other rules; WER > {BAD}: "
-          f"{sum(r['wer'] > BAD for r in cand)} of them")
-    head = f"  {'(gen-audio, held out)':<34}{'segs':>5}{'kept':>5}{'WER>0.3':>8}{'WER kept':>9}{'good kept':>10}{'good s':>8}"
-    print(head)
-    print(line("shipped rules, no confidence", figures(rows)))
-    extra = [r for r in rows if r["decision"] != "keep" and r["nref"]] if args.fit_on == "all" else []
-    fold_keys = {
-        # a harder copy stays in its original's fold (same sentences, same voices)
-        "by recording (2 folds)": lambda r: int(hashlib.sha256(r["recording_id"].replace("-noisier", "").encode())
-                                               .hexdigest(), 16) % 2,
-        "leave one domain out": lambda r: r["domain"],
-        "leave one seed out": lambda r: r["seed"].removesuffix("-noisier"),
-    }
-    folds = {name: [key(r) for r in cand] for name, key in fold_keys.items()}
+    return rows
+
+
+# a harder copy stays in its original's fold (same sentences, same voices)
+FOLDS = {
+    "by recording (2 folds)": lambda r: int(hashlib.sha256(r["recording_id"].replace("-noisier", "").encode())
+                                           .hexdigest(), 16) % 2,
+    "leave one domain out": lambda r: r["domain"],
+    "leave one seed out": lambda r: r["seed"].removesuffix("-noisier"),
+}
+
+
+def held_out(rows: list[dict], cand: list[dict], extra: list[dict], target: float) -> dict[str, list]:
+    """Print each fold scheme's figures with each fold's own threshold; the out-of-fold scores of ``cand``."""
     pooled = {}
     cand_idx = {id(r): i for i, r in enumerate(cand)}
-    for name, fold_of in folds.items():
-        scores, thresholds = out_of_fold(cand, fold_of, args.target, extra, [fold_keys[name](r) for r in extra])
+    for name, key in FOLDS.items():
+        fold_of = [key(r) for r in cand]
+        scores, thresholds = out_of_fold(cand, fold_of, target, extra, [key(r) for r in extra])
         pooled[name] = scores
         keep_fold = [s is not None and thresholds[f] is not None and s >= thresholds[f] for s, f in zip(scores, fold_of)]
-        keep_all = [r["decision"] == "keep" and keep_fold[cand_idx[id(r)]] if id(r) in cand_idx else False for r in rows]
-        print(line(f"{name}, each fold's threshold", figures([{**r, "decision": "keep" if k else "reject"}
-                                                              for r, k in zip(rows, keep_all)])))
+        keep_all = [id(r) in cand_idx and keep_fold[cand_idx[id(r)]] for r in rows]
+        print(line(f"{name}, each fold's threshold", kept_figures(rows, keep_all)))
         for f in sorted(set(fold_of), key=str):
             sub = [i for i, g in enumerate(fold_of) if g == f]
-            m = kept_figures([cand[i] for i in sub], [keep_fold[i] for i in sub])
-            print(line(f"    held out: {f} (t={thresholds[f] if thresholds[f] is None else round(thresholds[f], 3)})", m))
+            t = thresholds[f] if thresholds[f] is None else round(thresholds[f], 3)
+            print(line(f"    held out: {f} (t={t})", kept_figures([cand[i] for i in sub], [keep_fold[i] for i in sub])))
+    return pooled
+
+
+def with_pooled_threshold(cand: list[dict], pooled: dict[str, list], chosen: float) -> None:
+    for name, scores in pooled.items():
+        print(line(f"{name}, pooled threshold", kept_figures(cand, [s is not None and s >= chosen for s in scores])))
+    lodo = pooled["leave one domain out"]
+    for cer in (0.25, 0.2, 0.15, 0.1):  # a stricter agreement on top
+        keep = [s is not None and s >= chosen and (r["agreement_cer"] is None or r["agreement_cer"] <= cer)
+                for r, s in zip(cand, lodo)]
+        print(line(f"LODO, pooled threshold, agreement <= {cer}", kept_figures(cand, keep)))
+    for cer in (0.2, 0.15, 0.1):  # ... or instead of the confidence
+        keep = [r["agreement_cer"] is None or r["agreement_cer"] <= cer for r in cand]
+        print(line(f"no confidence, agreement <= {cer}", kept_figures(cand, keep)))
+
+
+def write_shipped(model, threshold: float, args, n_fitted: int, n_judged: int) -> Path:
+    fitted = {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in model.to_dict().items()}
+    text = f'''"""The shipped combined confidence (``FilterConfig.confidence_model`` and ``min_confidence``).
+
+Fitted by ``bench/fit_confidence.py --seeds {args.seeds} --noisier-seeds {args.noisier_seeds}
+--minutes {args.minutes:g} --when {args.when} --target {args.target} --fit-on {args.fit_on}``
+on gen-audio gold only (reference/gen_audio.py: its voices, texts and four domains, and harder copies
+with more noise added, 0-12 dB SNR; {n_fitted} trimmed pieces ({args.fit_on}: the other default rules
+let {n_judged} through)), never on bench/holdout.py's set. The threshold was chosen on
+leave-one-domain-out scores (each piece scored by a model fitted without its domain) for a kept
+share of WER > 0.3 of at most {args.target:.0%}.
+"""
+
+MODEL = {json.dumps(fitted, indent=4)}
+THRESHOLD = {round(threshold, 4)}
+MODEL_NAME = "base"  # the labels it was fitted on; a build with another model has it off
+'''
+    out = Path(__file__).resolve().parents[1] / "pipelines" / "shipped_confidence.py"
+    out.write_text(text)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", default="/tmp/fit-confidence", help="gen-audio and label caches live here")
+    parser.add_argument("--seeds", default="12,31,32,33,34,35")
+    parser.add_argument("--noisier-seeds", default="12,31,32,33,34,35",
+                        help="seeds whose gen-audio also gets a harder copy with more noise (0-12 dB SNR) added")
+    parser.add_argument("--minutes", type=float, default=4.0, help="gen-audio minutes per seed")
+    parser.add_argument("--target", type=float, default=0.02, help="kept share of WER > 0.3 to stay within")
+    parser.add_argument("--when", choices=("uncertain", "all"), default="uncertain", help="second opinion")
+    parser.add_argument("--fit-on", choices=("candidates", "all"), default="candidates",
+                        help="fit on the pieces the other rules let through, or on every piece with words")
+    parser.add_argument("--write", action="store_true", help="write pipelines/shipped_confidence.py")
+    args = parser.parse_args()
+    ints = lambda text: [int(s) for s in text.split(",") if s]  # noqa: E731
+    rows = load_pieces(Path(args.work), ints(args.seeds), ints(args.noisier_seeds), args.minutes, args.when)
+    cand = [r for r in rows if r["decision"] == "keep"]
+    extra = [r for r in rows if r["decision"] != "keep" and r["nref"]] if args.fit_on == "all" else []
+    print(f"\n{len(rows)} pieces, {len(cand)} let through by the other rules; WER > {BAD}: "
+          f"{sum(r['wer'] > BAD for r in cand)} of them")
+    print(f"  {'(gen-audio, held out)':<34}{'segs':>5}{'kept':>5}{'WER>0.3':>8}{'WER kept':>9}{'good kept':>10}{'good s':>8}")
+    print(line("shipped rules, no confidence", figures(rows)))
+    pooled = held_out(rows, cand, extra, args.target)
     chosen = choose(cand, pooled["leave one domain out"], args.target)
     print(f"\nthreshold on the pooled leave-one-domain-out scores for a kept bad share <= {args.target:.0%}: {chosen}")
     if chosen is not None:
-        for name, scores in pooled.items():
-            keep = [s is not None and s >= chosen for s in scores]
-            print(line(f"{name}, pooled threshold", kept_figures(cand, keep)))
-        lodo = pooled["leave one domain out"]
-        for cer in (0.25, 0.2, 0.15, 0.1):
-            keep = [s is not None and s >= chosen and (r["agreement_cer"] is None or r["agreement_cer"] <= cer)
-                    for r, s in zip(cand, lodo)]
-            print(line(f"LODO, pooled threshold, agreement <= {cer}", kept_figures(cand, keep)))
-        for cer in (0.2, 0.15, 0.1):
-            keep = [r["agreement_cer"] is None or r["agreement_cer"] <= cer for r in cand]
-            print(line(f"no confidence, agreement <= {cer}", kept_figures(cand, keep)))
+        with_pooled_threshold(cand, pooled, chosen)
     model = fit_model(cand + extra)
     print("\nmodel on every seed:", json.dumps({f: round(w, 3) for f, w in zip(model.features, model.weights)}),
           "bias", round(model.bias, 3))
     if args.write and chosen is not None:
-        d = model.to_dict()
-        text = (f'"""The shipped combined confidence (``FilterConfig.confidence_model`` and ``min_confidence``).\n\n'
-                f"Fitted by ``bench/fit_confidence.py --seeds {args.seeds} --noisier-seeds {args.noisier_seeds}\n"
-                f"--minutes {args.minutes:g} --when {args.when} "
-                f"--target {args.target} --fit-on {args.fit_on}``\non gen-audio gold only (reference/gen_audio.py: its voices, texts and four "
-                f"domains, and harder copies\nwith more noise added, 0-12 dB SNR; {len(cand + extra)} trimmed pieces ({args.fit_on}: the other default rules let {len(cand)} through)), never on "
-                f"bench/holdout.py's set. The threshold was\nchosen on leave-one-domain-out scores (each piece scored "
-                f"by a model fitted without its domain)\nfor a kept share of WER > 0.3 of at most {args.target:.0%}.\n"
-                f'"""\n\nMODEL = {json.dumps({k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in d.items()}, indent=4)}\n'
-                f"THRESHOLD = {round(chosen, 4)}\n"
-                f"MODEL_NAME = \"base\"  # the labels it was fitted on; a build with another model has it off\n")
-        out = Path(__file__).resolve().parents[1] / "pipelines" / "shipped_confidence.py"
-        out.write_text(text)
-        print(f"wrote {out}")
+        print(f"wrote {write_shipped(model, chosen, args, len(cand + extra), len(cand))}")
     return 0
 
 

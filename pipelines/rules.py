@@ -153,7 +153,6 @@ class LanguageMismatch(Rule):
     code = "language_mismatch"
     description = ("the detected language differs from the source's declared one (and the words, decoded in the "
                    "declared language, are unsure)")
-
     fields = ("min_language_probability", "foreign_max_word_prob")
 
     def check(self, row, config):

@@ -3,9 +3,10 @@
 Fitted by ``bench/fit_confidence.py --seeds 12,31,32,33,34,35 --noisier-seeds 12,31,32,33,34,35
 --minutes 4 --when uncertain --target 0.02 --fit-on candidates``
 on gen-audio gold only (reference/gen_audio.py: its voices, texts and four domains, and harder copies
-with more noise added, 0-12 dB SNR; 148 trimmed pieces (candidates: the other default rules let 148 through)), never on bench/holdout.py's set. The threshold was
-chosen on leave-one-domain-out scores (each piece scored by a model fitted without its domain)
-for a kept share of WER > 0.3 of at most 2%.
+with more noise added, 0-12 dB SNR; 148 trimmed pieces (candidates: the other default rules
+let 148 through)), never on bench/holdout.py's set. The threshold was chosen on
+leave-one-domain-out scores (each piece scored by a model fitted without its domain) for a kept
+share of WER > 0.3 of at most 2%.
 """
 
 MODEL = {

@@ -8,7 +8,8 @@ phrase's detected language differs from the source's declared one (probability a
 ``min_declared_language_probability``: on degraded audio the top language of a foreign phrase is
 often below 0.5, but the declared one is lower still), and its words are unsure (mean probability
 below ``foreign_max_word_prob``: phrase language ID takes clear English for Latin or Welsh on
-degraded audio, while foreign speech decoded in the declared language comes out unsure). The segment is cut at the edges of these runs:
+degraded audio, while foreign speech decoded in the declared language comes out unsure).
+The segment is cut at the edges of these runs:
 
 - every run of sound words becomes a piece, a label of its own (its words, its text, signals
   recomputed from its words), filtered like any segment (so a short piece is ``too_short``);
