@@ -45,7 +45,8 @@ from pipelines.segment import pack_segments  # noqa: E402
 BAD, GOOD = 0.3, 0.1
 # the filter as it was before issue 12 (rules added since switched off), and the field's
 TODAY = dict(trim=False, min_unique_word_ratio=0.0, max_word_chars=1000, phantom_max_dbfs=-200.0,
-             phantom_min_no_speech_prob=1.0, max_chars_per_second=30.0, min_confidence=0.0)
+             phantom_min_no_speech_prob=1.0, max_chars_per_second=30.0, min_confidence=0.0,
+             foreign_max_word_prob=1.0)
 FIELD = dict(TODAY, min_mean_word_prob=0.0)
 AGREEMENT_MAX_CER = 0.25  # chosen before looking at this set: tiny.en and base agree far closer on clean speech
 FIXTURES = {"es": [("leopard/test_es.wav", "Las arenas son blanquecinas de grano medio y tiene muy poca asistencia.")],
