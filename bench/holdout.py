@@ -10,7 +10,9 @@ other texts (Harvard sentences, IEEE 1969, not gen-audio's templates), other deg
 
 One English file in two of each domain has a French, German or Spanish sentence inside it
 (truth rows carry ``language``); ``nospeech-*.wav`` files hold no speech at all (brown noise,
-a music bed, room hum). Truth rows: ``file, start, end, text, domain, voice, language``.
+a music bed, room hum). Truth rows: ``file, start, end, text, domain, voice, language, words``;
+``words`` are ``[start, end, word]`` (seconds in the file, normalised words) from espeak-ng's own
+word events (``bench/espeak_words.py``), exact to the sample, not estimated.
 Deterministic for a given seed. Nothing may be fitted on this set: it only measures.
 """
 from __future__ import annotations
@@ -26,8 +28,9 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.espeak_words import EspeakWords  # noqa: E402
 from reference.gen_audio import (CLEAN_SR, _assemble, _coloured_noise, _music_bed, _normalise_peak,  # noqa: E402
-                              _Planned, _sox, _speak, _speech_rms)
+                              _Planned, _sox, _speak, _speech_rms, _trim_speech)
 
 VOICES = ("en-us-nyc+m1", "en-gb-x-gbclan+f1", "en-gb-x-gbcwmd+m5", "en-us+klatt2", "en-gb+m6", "en-029+f4",
           "en-us+m8")
@@ -86,13 +89,18 @@ def _render(domain: str, clean: Path, out: Path, spans, rng: random.Random, tmp:
         sf.write(str(out), _normalise_peak(speech + noise * np.float32(gain)), 16000, subtype="PCM_16")
 
 
-def generate(out_dir: Path, *, files_per_domain: int = 3, sentences: int = 8, seed: int = 1201) -> list[dict]:
+def generate(out_dir: Path, *, files_per_domain: int = 3, sentences: int = 8, seed: int = 1201,
+             first: int = 0) -> list[dict]:
+    """Files ``first`` .. ``files_per_domain - 1`` of each domain (each file depends only on the seed,
+    its domain and its index, so a later index is new audio the earlier ones never showed) and
+    the no-speech files."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
+    timer = EspeakWords()
     with tempfile.TemporaryDirectory(prefix="holdout-") as tmpd:
         tmp = Path(tmpd)
         for domain in DOMAINS:
-            for idx in range(files_per_domain):
+            for idx in range(first, files_per_domain):
                 rng = random.Random(f"stt-corpus.holdout:{seed}:{domain}:{idx}")
                 voices = rng.sample(VOICES, 2)
                 texts = rng.sample(HARVARD, sentences)
@@ -103,14 +111,23 @@ def generate(out_dir: Path, *, files_per_domain: int = 3, sentences: int = 8, se
                 spoken = [_speak(_Planned(text=t, voice=v, speed=rng.randint(135, 175),
                                           pause=round(rng.uniform(0.35, 1.2), 3), gain_db=rng.uniform(-3, 0)))
                           for t, v, _ in plans]
+                timed = []
+                for s in spoken:
+                    raw, words = timer.words(s.plan.text, s.plan.voice, s.plan.speed)
+                    # the breathy variants' noise tails can end a frame or three apart (5-15 ms)
+                    if abs(len(_trim_speech(raw)) - len(s.audio)) > 0.05 * CLEAN_SR:
+                        raise RuntimeError(f"libespeak-ng's audio is not the CLI's for {s.plan.text!r}")
+                    end = len(s.audio) / CLEAN_SR
+                    timed.append([(min(a, end), min(b, end), w) for a, b, w in words])
                 clean, spans = _assemble(spoken)
                 clean_path = tmp / "clean.wav"
                 sf.write(str(clean_path), clean, CLEAN_SR, subtype="FLOAT")
                 name = f"{domain}-{idx:03d}.wav"
                 _render(domain, clean_path, out_dir / name, spans, rng, tmp)
                 rows += [{"file": name, "start": round(a / CLEAN_SR, 3), "end": round(b / CLEAN_SR, 3), "text": t,
-                          "domain": domain, "voice": v, "language": lang}
-                         for (t, v, lang), (a, b) in zip(plans, spans)]
+                          "domain": domain, "voice": v, "language": lang,
+                          "words": [[round(a / CLEAN_SR + ws, 3), round(a / CLEAN_SR + we, 3), w] for ws, we, w in tw]}
+                         for (t, v, lang), (a, b), tw in zip(plans, spans, timed)]
         nrng = np.random.default_rng(seed)
         n = 20 * 16000
         t = np.arange(n) / 16000
@@ -126,5 +143,13 @@ def generate(out_dir: Path, *, files_per_domain: int = 3, sentences: int = 8, se
 
 
 if __name__ == "__main__":
-    rows = generate(Path(sys.argv[1]))
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out_dir")
+    parser.add_argument("--files-per-domain", type=int, default=3)
+    parser.add_argument("--first", type=int, default=0, help="first file index per domain (0: all)")
+    parser.add_argument("--seed", type=int, default=1201)
+    args = parser.parse_args()
+    rows = generate(Path(args.out_dir), files_per_domain=args.files_per_domain, first=args.first, seed=args.seed)
     print(f"{len(rows)} sentences, {sum(r['language'] != 'en' for r in rows)} foreign")

@@ -14,8 +14,9 @@ good-label seconds kept, kept segments holding foreign speech (>= 0.5 s of a for
 kept segments from no-speech files. Then the per-language CER of the ru/de/es/fr fixtures with
 ``base``, and the cost of each signal in audio-seconds per wall-second against the first pass.
 
-A segment's reference: the hold-out's English sentence words (timed by spreading each sentence's
-duration over its characters) whose midpoint lies inside it; the WER is the lowest over the
+A segment's reference: the hold-out's English words whose midpoint lies inside it, timed by the
+synthesiser's own word events (``bench/espeak_words.py``; a truth file without them falls back to
+spreading each sentence's duration over its characters); the WER is the lowest over the
 reference moved by up to one word at either edge, so a cut between two words is not counted as
 an error of the label.
 """
@@ -44,7 +45,8 @@ from pipelines.segment import pack_segments  # noqa: E402
 BAD, GOOD = 0.3, 0.1
 # the filter as it was before issue 12 (rules added since switched off), and the field's
 TODAY = dict(trim=False, min_unique_word_ratio=0.0, max_word_chars=1000, phantom_max_dbfs=-200.0,
-             phantom_min_no_speech_prob=1.0, max_chars_per_second=30.0)
+             phantom_min_no_speech_prob=1.0, max_chars_per_second=30.0, min_confidence=0.0,
+             foreign_max_word_prob=1.0)
 FIELD = dict(TODAY, min_mean_word_prob=0.0)
 AGREEMENT_MAX_CER = 0.25  # chosen before looking at this set: tiny.en and base agree far closer on clean speech
 FIXTURES = {"es": [("leopard/test_es.wav", "Las arenas son blanquecinas de grano medio y tiene muy poca asistencia.")],
@@ -89,15 +91,20 @@ def manifest(segs: dict, labels: dict, filt: FilterConfig, raw: Path) -> list[di
 
 
 def gold_words(truth: list[dict]) -> dict[str, list[tuple[float, str, str]]]:
-    """file → [(time, word, language)] in time order."""
+    """file → [(time, word, language)] in time order: each word's midpoint, from the synthesiser's word
+    times where the truth has them (``words``), else the sentence's duration spread over its characters."""
     out = defaultdict(list)
     for t in truth:
+        lang = t.get("language", "en")
+        if t.get("words"):
+            out[t["file"]].extend(((a + b) / 2, w, lang) for a, b, w in t["words"])
+            continue
         words = normalize_text(t["text"]).split()
         total = sum(len(w) + 1 for w in words)
         pos = 0
         for w in words:
             mid = t["start"] + (t["end"] - t["start"]) * (pos + (len(w) + 1) / 2) / total
-            out[t["file"]].append((mid, w, t.get("language", "en")))
+            out[t["file"]].append((mid, w, lang))
             pos += len(w) + 1
     return {f: sorted(v) for f, v in out.items()}
 
@@ -109,10 +116,10 @@ def score(row: dict, words: list, truth: list[dict]) -> dict:
                   and min(row["end"], t["end"]) - max(row["start"], t["start"]) >= 0.5 for t in truth)
     hyp = normalize_text(row["text"] or "")
     if file.startswith("nospeech"):
-        return {"wer": 1.0 if hyp else 0.0, "nref": 0, "dur": dur, "foreign": False, "nospeech": True}
+        return {"wer": 1.0 if hyp else 0.0, "nref": 0, "dur": dur, "foreign": False, "nospeech": True, "reference": ""}
     en = [(i, w) for i, (t, w, lang) in enumerate(words) if lang == "en"]
     inside = [k for k, (i, _) in enumerate(en) if row["start"] <= words[i][0] < row["end"]]
-    best, nref = 1.0 if hyp else 0.0, 0
+    best, nref, ref = 1.0 if hyp else 0.0, 0, ""
     if inside:
         a, b = inside[0], inside[-1] + 1
         best = 9.0
@@ -122,8 +129,8 @@ def score(row: dict, words: list, truth: list[dict]) -> dict:
                 if hi > lo:
                     wer = word_error_rate(" ".join(w for _, w in en[lo:hi]), hyp)
                     if wer < best:
-                        best, nref = wer, hi - lo
-    return {"wer": best, "nref": nref, "dur": dur, "foreign": foreign, "nospeech": False}
+                        best, nref, ref = wer, hi - lo, " ".join(w for _, w in en[lo:hi])
+    return {"wer": best, "nref": nref, "dur": dur, "foreign": foreign, "nospeech": False, "reference": ref}
 
 
 def figures(rows: list[dict]) -> dict:
@@ -142,6 +149,9 @@ def figures(rows: list[dict]) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--holdout-dir", help="bench/holdout.py output to use instead of generating")
+    parser.add_argument("--files-per-domain", type=int, default=3, help="when generating: files per domain")
+    parser.add_argument("--first", type=int, default=0, help="when generating: first file index per domain "
+                        "(e.g. 3 with --files-per-domain 6: three new files per domain, none of the usual ones)")
     parser.add_argument("--fixtures", default=str(Path(__file__).resolve().parents[2] / "shared/fixtures/audio"))
     parser.add_argument("--json", help="write every figure here too")
     parser.add_argument("--labels-cache", help="labels and timings saved here, and read back when present "
@@ -152,7 +162,7 @@ def main() -> int:
     args = parser.parse_args()
     raw = Path(args.holdout_dir) if args.holdout_dir else Path(tempfile.mkdtemp(prefix="bench-quality-")) / "holdout"
     if not args.holdout_dir:
-        generate(raw)
+        generate(raw, files_per_domain=args.files_per_domain, first=args.first)
     truth = [json.loads(line) for line in (raw / "truth.jsonl").read_text().splitlines() if line.strip()]
     words = gold_words(truth)
     segs = segments_of(sorted(p for p in raw.iterdir() if p.suffix in (".wav", ".flac")))
@@ -187,10 +197,12 @@ def main() -> int:
         if cache:
             cache.write_text(json.dumps({"tiny": tiny_labels, "base": base_labels, "second": second_labels,
                                          "seconds": [tiny_s, base_s, second_s, lang_s, phrase_s]}))
-    agree_all = {rid: {i: {**lab, "agreement_cer": agreement.disagreement(lab["text"], tiny_labels[rid][i]["text"])}
+    agree_all = {rid: {i: {**lab, "agreement_cer": agreement.disagreement(lab["text"], tiny_labels[rid][i]["text"]),
+                           "agreement_text": tiny_labels[rid][i]["text"]}
                        for i, lab in labs.items()} for rid, labs in base_labels.items()}
-    agree_unc = {rid: {i: {**lab, "agreement_cer": agreement.disagreement(lab["text"], second_labels[rid][i]["text"])
-                           if i in second_labels[rid] else None} for i, lab in labs.items()}
+    agree_unc = {rid: {i: {**lab, "agreement_cer": agreement.disagreement(lab["text"], second_labels[rid][i]["text"]),
+                           "agreement_text": second_labels[rid][i]["text"]} if i in second_labels[rid]
+                       else {**lab, "agreement_cer": None} for i, lab in labs.items()}
                  for rid, labs in base_labels.items()}
 
     # P(declared language) of every judged phrase, by seconds: what min_declared_language_probability cuts
@@ -205,17 +217,25 @@ def main() -> int:
         total = sum(d for _, d, *_ in phr)
         cuts = {q: sum(d for p, d, *_ in phr if p < q) / total for q in (0.05, 0.1, 0.2, 0.3, 0.5)}
         print("phrase seconds with P(declared) below: " + ", ".join(f"{q}: {v:.1%}" for q, v in cuts.items()))
+    no_conf = dict(min_confidence=0.0)
     configs = [("tiny.en, field defaults", tiny_labels, FilterConfig(**FIELD)),
                ("tiny.en, today's defaults", tiny_labels, FilterConfig(**TODAY)),
-               ("tiny.en, new defaults", tiny_labels, FilterConfig()),
+               # a build with tiny.en has the shipped confidence off (fitted on base's labels)
+               ("tiny.en, shipped defaults", tiny_labels, FilterConfig(**no_conf)),
                ("base, field defaults", base_labels, FilterConfig(**FIELD)),
                ("base, today's defaults", base_labels, FilterConfig(**TODAY)),
-               ("base, new defaults", base_labels, FilterConfig()),
-               ("base + agreement (uncertain)", agree_unc, FilterConfig(max_agreement_cer=AGREEMENT_MAX_CER)),
-               ("base + agreement (all)", agree_all, FilterConfig(max_agreement_cer=AGREEMENT_MAX_CER))]
+               ("base, rules, no agreement/conf.", base_labels, FilterConfig(**no_conf)),
+               ("base+agr. uncertain, no conf.", agree_unc, FilterConfig(**no_conf)),
+               ("base+agr. all, no conf.", agree_all, FilterConfig(**no_conf)),
+               ("base, no agreement, shipped conf.", base_labels, FilterConfig()),
+               ("SHIPPED (base+agr. uncertain)", agree_unc, FilterConfig()),
+               ("base+agr. all, shipped", agree_all, FilterConfig()),
+               ("shipped, agreement CER <= 0.15", agree_unc, FilterConfig(max_agreement_cer=0.15)),
+               ("shipped, agreement CER <= 0.10", agree_unc, FilterConfig(max_agreement_cer=0.10)),
+               ("agr. all, CER <= 0.10, no conf.", agree_all, FilterConfig(max_agreement_cer=0.10, **no_conf))]
     results = {}
     domains = sorted({f.name.split("-")[0] for f, _a, _s in segs.values()})
-    head = f"{'config':<30}{'domain':<11}{'segs':>5}{'kept':>5}{'WER>0.3':>8}{'WER kept':>9}{'good kept':>10}" \
+    head = f"{'config':<34}{'domain':<11}{'segs':>5}{'kept':>5}{'WER>0.3':>8}{'WER kept':>9}{'good kept':>10}" \
            f"{'good s':>8}{'foreign':>8}{'nospeech':>9}"
     print(head)
     for name, labels, filt in configs:
@@ -232,7 +252,7 @@ def main() -> int:
         for dom in [*domains, "overall"]:
             sub = [r for r in rows if dom == "overall" or r["domain"] == dom]
             m = results[name][dom] = figures(sub)
-            print(f"{name:<30}{dom:<11}{m['segments']:>5}{m['kept']:>5}{m['bad_share']:>8.1%}{m['wer_kept']:>9.3f}"
+            print(f"{name:<34}{dom:<11}{m['segments']:>5}{m['kept']:>5}{m['bad_share']:>8.1%}{m['wer_kept']:>9.3f}"
                   f"{m['good_kept_share']:>10.1%}{m['good_kept_s']:>8.1f}{m['foreign_kept']:>8}{m['nospeech_kept']:>9}")
 
     print("\nfixtures, base, declared language: CER per language")

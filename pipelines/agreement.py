@@ -32,3 +32,47 @@ def disagreement(first: str, second: str) -> float:
     if not a or not b:
         return 1.0
     return round(min(1.0, char_error_rate(a, b)), 4)
+
+
+def _aligned_positions(first: list[str], second: list[str]) -> list[int]:
+    """For each boundary i of ``first`` (0..len), the boundary of ``second`` it aligns to (word-level
+    Levenshtein alignment; ties prefer substitution, then deletion)."""
+    n, m = len(first), len(second)
+    cost = [[0] * (m + 1) for _ in range(n + 1)]
+    for i in range(n + 1):
+        cost[i][0] = i
+    for j in range(m + 1):
+        cost[0][j] = j
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            cost[i][j] = min(cost[i - 1][j - 1] + (first[i - 1] != second[j - 1]), cost[i - 1][j] + 1,
+                             cost[i][j - 1] + 1)
+    pos = [0] * (n + 1)
+    i, j = n, m
+    pos[n] = m
+    while i > 0:
+        if j > 0 and cost[i][j] == cost[i - 1][j - 1] + (first[i - 1] != second[j - 1]):
+            i, j = i - 1, j - 1
+        elif cost[i][j] == cost[i - 1][j] + 1:
+            i -= 1
+        else:
+            j -= 1
+            continue
+        pos[i] = j
+    return pos
+
+
+def span_disagreement(words: list[str], first: int, last: int, second: str) -> float:
+    """CER between ``words[first:last]`` (a trimmed piece of a label's words, as the decoder wrote
+    them) and the stretch of the second opinion's text aligned to them (word-level alignment of the
+    whole label against the whole second opinion), so that a piece is judged by its own words and not
+    by its parent's agreement."""
+    tokens, starts = [], []
+    for w in words:
+        starts.append(len(tokens))
+        tokens.extend(normalize_text(w).split())
+    starts.append(len(tokens))
+    other = normalize_text(second or "").split()
+    pos = _aligned_positions(tokens, other)
+    a, b = starts[first], starts[last]
+    return disagreement(" ".join(tokens[a:b]), " ".join(other[pos[a]:pos[b]]))

@@ -14,6 +14,8 @@
    applies it) and a combined confidence (logistic model over the manifest's signals, fitted on
    the gold groups) is swept; for each threshold: hours kept, share of kept segments with
    WER > 0.3, WER of the kept set, share of good hours (WER <= 0.1) kept.
+   Held out: by recording (2 folds, each domain's threshold fitted on the other fold) and by
+   domain (model and threshold fitted on the other domains only: ``heldout_other_domains``).
 4. **Propose.** Per domain, the combined-confidence threshold with the most hours kept whose share
    of bad segments is at most the target; written as a config fragment that ``refilter`` applies.
 
@@ -48,7 +50,7 @@ BAD_WER = 0.3
 GOOD_WER = 0.1
 # the thresholds every pipeline in the field copies (avg_logprob > -1, compression < 2.4,
 # no_speech < 0.6), with no other rule: the baseline calibration reports beside its own
-FIELD_DEFAULTS = FilterConfig(min_mean_word_prob=0.0)
+FIELD_DEFAULTS = FilterConfig(min_mean_word_prob=0.0, min_confidence=0.0)
 # the rules the combined confidence replaces (those thresholding one of its features), let through;
 # the other rules (repetition, chars/s, duration, empty text…) keep their values
 PERMISSIVE = {rule.fields[0]: rule.permissive for rule in signal_rules() if rule.signal in FEATURES}
@@ -250,6 +252,28 @@ def heldout(rows: list[dict], base_keep: list[bool], target_share_bad: float, fo
     return out
 
 
+def heldout_by_domain(rows: list[dict], base_keep: list[bool], target_share_bad: float) -> dict[str, dict]:
+    """Per domain, yield and error of a confidence model and threshold fitted on the *other* domains only
+    (leave one domain out): what calibration promises for a domain it has no gold for."""
+    keep = [False] * len(rows)
+    domains = sorted({r["domain"] for r in rows})
+    for domain in domains:
+        train = [i for i, r in enumerate(rows) if r["domain"] != domain]
+        test = [i for i, r in enumerate(rows) if r["domain"] == domain]
+        try:
+            model = fit([rows[i] for i in train], [rows[i]["wer"] <= BAD_WER for i in train])
+        except ValueError:
+            continue  # the other domains lack one class: nothing can be fitted; this domain stays rejected
+        scores = [model.score(r) for r in rows]
+        chosen = choose(_sweep([rows[i] for i in train], [scores[i] for i in train], True,
+                               [base_keep[i] for i in train]), target_share_bad)
+        if chosen is not None:
+            for i in test:
+                keep[i] = base_keep[i] and scores[i] is not None and scores[i] >= chosen["threshold"]
+    return {d: evaluate([r for r in rows if r["domain"] == d], [k for r, k in zip(rows, keep) if r["domain"] == d])
+            for d in domains}
+
+
 def label_words(release: Release, segments: list[dict]) -> dict[str, list[dict]]:
     """Words (times, probabilities) of the kept ones of ``segments``, from their sample JSON in the
     release's shards; only the shards holding them are read. Rejected segments have no sample."""
@@ -285,6 +309,7 @@ def calibrate(release: Release, gold: list[dict], *, target_share_bad: float = 0
                                  "note": grp.note} for grp in groups if grp.disagreement],
               "unmatched_gold": len(unmatched)}
     held = heldout(rows, base_keep, target_share_bad)
+    held_domain = heldout_by_domain(rows, base_keep, target_share_bad)
     for domain in sorted({r["domain"] for r in rows}):
         idx = [i for i, r in enumerate(rows) if r["domain"] == domain]
         d_rows = [rows[i] for i in idx]
@@ -296,6 +321,7 @@ def calibrate(release: Release, gold: list[dict], *, target_share_bad: float = 0
             "default_thresholds": evaluate(d_rows, [decide(r, defaults)[0] == "keep" for r in d_rows]),
             "release_thresholds": evaluate(d_rows, [r["decision"] == "keep" for r in d_rows]),
             "heldout": held[domain],
+            "heldout_other_domains": held_domain[domain],
             "all": evaluate(d_rows, [True] * len(d_rows)),
         }
     return result
@@ -317,7 +343,7 @@ def format_report(result: dict) -> str:
     lines = [head]
     for domain, r in result["domains"].items():
         for label, m in (("default", r["default_thresholds"]), ("calibrated", r["chosen"]),
-                         ("held-out", r["heldout"])):
+                         ("held-out", r["heldout"]), ("other doms", r.get("heldout_other_domains"))):
             if m is None:
                 lines.append(f"{domain:<12}{label:<12}  (no threshold meets the target)")
                 continue

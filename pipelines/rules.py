@@ -151,13 +151,17 @@ class TooLong(Rule):
 
 class LanguageMismatch(Rule):
     code = "language_mismatch"
-    description = "the detected language differs from the source's declared one"
-    fields = ("min_language_probability",)
+    description = ("the detected language differs from the source's declared one (and the words, decoded in the "
+                   "declared language, are unsure)")
+    fields = ("min_language_probability", "foreign_max_word_prob")
 
     def check(self, row, config):
         declared, detected = row.get("declared_language"), row.get("language")
+        mean_word_prob = row.get("mean_word_prob")
         return bool(declared and declared != "auto" and detected and detected != declared
-                    and (row.get("language_probability") or 0.0) >= config.min_language_probability)
+                    and (row.get("language_probability") or 0.0) >= config.min_language_probability
+                    and (config.foreign_max_word_prob >= 1 or mean_word_prob is None
+                         or mean_word_prob < config.foreign_max_word_prob))
 
 
 class LowWordProb(SignalRule):
@@ -193,7 +197,7 @@ class ForeignPhrase(TrimmedOut):
     code = "language_mismatch"
     description = ("a phrase detected in another language (or unlikely to be in the declared one), "
                    "cut out of its segment")
-    fields = ("trim", "min_language_probability", "min_declared_language_probability")
+    fields = ("trim", "min_language_probability", "min_declared_language_probability", "foreign_max_word_prob")
 
 
 class LowUniqueWordRatio(Rule):
@@ -316,6 +320,13 @@ def signal_thresholds() -> dict[str, str]:
     return {rule.signal: rule.fields[0] for rule in signal_rules()}
 
 
+def _cell(value):
+    """A setting as the table shows it: a confidence model by its features, not its numbers."""
+    if isinstance(value, dict) and "weights" in value:
+        return f"logistic model over {', '.join(value.get('features') or [])}"
+    return value
+
+
 def threshold_table(base: dict, per_domain: dict[str, dict] | None = None) -> tuple[list[str], list[list]]:
     """The datasheet's threshold table: one row per setting the rules read, in the registry's order,
     with its value in ``base`` (the config's ``filter``) and in each domain's override, and the
@@ -330,6 +341,6 @@ def threshold_table(base: dict, per_domain: dict[str, dict] | None = None) -> tu
                 codes.append(rule.code)
     configured = set(base) | {name for values in per_domain.values() for name in (values or {})}
     names = list(readers) + sorted(configured - set(readers))
-    rows = [[name, base.get(name), *((per_domain[d] or {}).get(name, base.get(name)) for d in domains),
+    rows = [[name, _cell(base.get(name)), *(_cell((per_domain[d] or {}).get(name, base.get(name))) for d in domains),
              ", ".join(readers.get(name, [])) or "(no rule reads it)"] for name in names]
     return ["threshold", "default", *domains, "reasons"], rows

@@ -6,7 +6,10 @@ language of each phrase, from :mod:`pipelines.language`) are marked weak where a
 phrase's detected language differs from the source's declared one (probability at least
 ``min_language_probability``) or the declared language itself is unlikely (probability below
 ``min_declared_language_probability``: on degraded audio the top language of a foreign phrase is
-often below 0.5, but the declared one is lower still). The segment is cut at the edges of these runs:
+often below 0.5, but the declared one is lower still), and its words are unsure (mean probability
+below ``foreign_max_word_prob``: phrase language ID takes clear English for Latin or Welsh on
+degraded audio, while foreign speech decoded in the declared language comes out unsure).
+The segment is cut at the edges of these runs:
 
 - every run of sound words becomes a piece, a label of its own (its words, its text, signals
   recomputed from its words), filtered like any segment (so a short piece is ``too_short``);
@@ -24,7 +27,8 @@ could re-trim from the stored words.
 
 A piece's ``avg_logprob`` is the mean log probability of its words (the decoder's token-level
 figure exists for the whole segment only); its language is its phrases' (when all were judged),
-else the parent's; ``no_speech_prob`` is the parent's.
+else the parent's; ``no_speech_prob`` is the parent's; its ``agreement_cer`` (when a second opinion
+was asked) is its words' CER against the stretch of the second opinion's text aligned to them.
 """
 from __future__ import annotations
 
@@ -32,6 +36,8 @@ import json
 import math
 import zlib
 from collections import Counter
+
+from pipelines.agreement import span_disagreement
 
 PIECE_PAD_S = 0.1  # context kept around a piece's first and last word, within its neighbours' gap
 
@@ -54,7 +60,9 @@ def word_flags(label: dict, t, declared: str | None) -> list[str | None]:
             p_declared = rest[0] if rest else None
             other = lang != declared and prob >= t.min_language_probability
             unlikely = p_declared is not None and p_declared < t.min_declared_language_probability
-            if other or unlikely:
+            probs = [w["probability"] for w in words[first:last]]
+            unsure = t.foreign_max_word_prob >= 1 or not probs or sum(probs) / len(probs) < t.foreign_max_word_prob
+            if (other or unlikely) and unsure:
                 flags[first:last] = ["language_mismatch"] * (last - first)
     return flags
 
@@ -74,13 +82,17 @@ def compression_ratio(text: str) -> float:
     return len(data) / len(zlib.compress(data))
 
 
-def _piece(label: dict, words: list[dict], langs: list, start: float, end: float, reason: str | None) -> dict:
+def _piece(label: dict, span: tuple[int, int], langs: list, start: float, end: float, reason: str | None) -> dict:
+    words = (label.get("words") or [])[span[0]:span[1]]
     text = "".join(w["word"] for w in words).strip()
     logs = [math.log(max(w["probability"], 1e-6)) for w in words]
     piece = {**label, "start": round(start, 3), "end": round(end, 3), "text": text, "words": words,
              "avg_logprob": round(sum(logs) / len(logs), 4) if logs else None,
              "compression_ratio": compression_ratio(text) if text else None,
              "trim_reason": reason}
+    if label.get("agreement_cer") is not None and label.get("agreement_text") is not None and words:
+        # the piece's own agreement: its words against the stretch of the second opinion aligned to them
+        piece["agreement_cer"] = span_disagreement([w["word"] for w in label["words"]], *span, label["agreement_text"])
     if langs and all(langs):  # every word's phrase was judged: the piece's language is theirs
         counts = Counter(lang for lang, _ in langs)
         lang = counts.most_common(1)[0][0]
@@ -115,8 +127,8 @@ def pieces(label: dict, t, declared: str | None) -> list[dict]:
         if k and gaps[a]:  # speech (or silence) the decoder wrote nothing for: cut out
             gap_lo = max(label["start"], words[a - 1]["end"] + PIECE_PAD_S)
             if lo - gap_lo >= 0.01:
-                out.append({**_piece(label, [], [], gap_lo, lo, "unlabelled_gap"), "text": ""})
+                out.append({**_piece(label, (a, a), [], gap_lo, lo, "unlabelled_gap"), "text": ""})
         lo, hi = max(lo, label["start"]), min(hi, label["end"])
         if hi - lo >= 0.01:
-            out.append(_piece(label, words[a:b], langs[a:b], lo, hi, reason))
+            out.append(_piece(label, (a, b), langs[a:b], lo, hi, reason))
     return out or [label]

@@ -112,7 +112,9 @@ def test_kept_segments_have_lower_wer_than_rejected(local_build, raw):
                                                            # trimming's cut-out pieces and the word-level rules
                                                            "low_word_prob", "low_word_prob_run", "unlabelled_gap",
                                                            "empty_text", "low_unique_word_ratio", "long_word",
-                                                           "phantom_phrase"}
+                                                           "phantom_phrase",
+                                                           # the shipped combined confidence
+                                                           "low_confidence"}
     kept_wer = np.average(kept.wer, weights=kept.end - kept.start)
     rejected_wer = np.average(rejected.wer, weights=rejected.end - rejected.start)
     print(f"\nWER of kept segments {kept_wer:.3f} ({len(kept)}), of rejected {rejected_wer:.3f} ({len(rejected)})")

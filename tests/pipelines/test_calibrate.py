@@ -102,6 +102,9 @@ def test_calibration_sweeps_every_signal_rule_from_the_release(tmp_path):
         best = max(curve, key=lambda p: p["hours_kept"] if p["share_bad"] == 0 else -1)
         assert best["share_bad"] == 0.0 and best["kept"] > 0, f"{domain}: the confident labels pass alone"
         assert r["chosen"] is not None and r["chosen"]["share_bad"] <= 0.05
+    other = {d: r["heldout_other_domains"] for d, r in result["domains"].items()}
+    assert set(other) == set(result["domains"]) and all(m["segments"] == result["domains"][d]["all"]["segments"]
+                                                         for d, m in other.items()), "every domain held out once"
     rising = result["domains"]["street"]["signals"]["max_no_speech_prob"]
     assert len(rising) == 1, "every segment has the same no_speech_prob: one threshold to try"
 

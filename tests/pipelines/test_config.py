@@ -19,6 +19,23 @@ def test_defaults_and_resolved_config(tmp_path):
     assert resolved["splits"] == {"train": 0.8, "validation": 0.1, "test": 0.1}
 
 
+def test_the_shipped_confidence_is_on_for_the_model_it_was_fitted_on_only(tmp_path):
+    from pipelines.config import BuildConfig, FilterConfig
+    from pipelines.shipped_confidence import MODEL, MODEL_NAME, THRESHOLD
+
+    assert MODEL_NAME == "base"
+    shipped = load_config(_write(tmp_path, BASE)).filter
+    assert shipped.min_confidence == THRESHOLD and shipped.confidence_model == MODEL
+    tiny = load_config(_write(tmp_path, {**BASE, "model": {"name": "tiny.en"}, "filter": {"min_avg_logprob": -0.5}}))
+    assert tiny.filter.min_confidence == 0.0 and tiny.filter.min_avg_logprob == -0.5, "off for tiny.en's labels"
+    chosen = load_config(_write(tmp_path, {**BASE, "model": {"name": "tiny.en"}, "filter": {"min_confidence": 0.5}}))
+    assert chosen.filter.min_confidence == 0.5, "a threshold the config sets is kept"
+    built = BuildConfig(release="v1", sources=BASE["sources"], model={"name": "tiny.en"},
+                        filter=FilterConfig(max_seconds=12.0))
+    assert built.filter.min_confidence == 0.0 and built.filter.max_seconds == 12.0
+    assert BuildConfig(**BASE, filter=FilterConfig(min_confidence=0.7)).filter.min_confidence == 0.7
+
+
 @pytest.mark.parametrize("data, message", [
     ({**BASE, "thresholds": {}}, "thresholds: unknown key"),
     ({**BASE, "filter": {"min_avg_logprobb": -1}}, "filter.min_avg_logprobb: unknown key"),

@@ -3,13 +3,49 @@ import pytest
 from pipelines.config import FilterConfig
 from pipelines.filter import REASONS, decide, longest_word_run
 
-T = FilterConfig()
+# the rules one by one: the shipped combined confidence off (these rows carry none of its word-level
+# signals); it has its own tests below
+T = FilterConfig(min_confidence=0.0)
 GOOD = {"start": 0.0, "end": 5.0, "text": "the train left the station on time today",
         "avg_logprob": -0.2, "no_speech_prob": 0.05, "compression_ratio": 1.4}
 
 
 def test_a_confident_plausible_segment_is_kept():
     assert decide(GOOD, T) == ("keep", [])
+
+
+def test_confidence_takes_the_new_signals_and_a_missing_one_moves_nothing():
+    from pipelines.confidence import LEGACY_FEATURES, ConfidenceModel, fit
+
+    rows = [{**GOOD, "mean_word_prob": p, "agreement_cer": a, "language": "en", "declared_language": "en",
+             "language_probability": 0.9, "rms_dbfs": -20.0}
+            for p, a in ((0.95, 0.0), (0.9, 0.05), (0.85, 0.1), (0.5, 0.5), (0.45, 0.6), (0.4, 0.4))]
+    model = fit(rows, [True, True, True, False, False, False])
+    assert "mean_word_prob" in model.features and "agreement_cer" in model.features
+    assert model.score(rows[0]) > 0.5 > model.score(rows[-1])
+    unasked = {**rows[0], "agreement_cer": None}
+    x = model.score(unasked)
+    assert model.score({**unasked, "agreement_cer": model.mean[model.features.index("agreement_cer")]}) == pytest.approx(x)
+    foreign = {**rows[0], "language": "de"}
+    assert model.score(foreign) <= model.score(rows[0]), "another language first counts as no match"
+    legacy = fit(rows, [True, True, True, False, False, False], features=LEGACY_FEATURES).to_dict()
+    assert ConfidenceModel.from_dict(legacy).features == LEGACY_FEATURES, "models fitted before still load"
+    with pytest.raises(ValueError, match="features"):
+        ConfidenceModel.from_dict({**legacy, "features": ["avg_logprob", "shoe_size"]})
+
+
+def test_the_shipped_confidence_is_on_by_default_and_judges_the_new_signals():
+    from pipelines.shipped_confidence import MODEL, THRESHOLD
+
+    T = FilterConfig()
+    assert T.min_confidence == THRESHOLD > 0 and T.confidence_model == MODEL
+    sure = {**GOOD, "text": "the train left the station on time today and we all went home together",
+            "compression_ratio": 1.1, "mean_word_prob": 0.93, "agreement_cer": None, "language": "en",
+            "declared_language": "en", "language_probability": 0.95}
+    assert decide(sure, T) == ("keep", []), "a confident label, no second opinion asked"
+    unsure = {**sure, "agreement_cer": 0.24, "mean_word_prob": 0.65, "avg_logprob": -0.55}
+    assert decide(unsure, T) == ("reject", ["low_confidence"]), "each signal within its own rule, together unsure"
+    assert decide(unsure, FilterConfig(min_confidence=0.0))[0] == "keep", "the same label, the confidence off"
 
 
 @pytest.mark.parametrize("change, reason", [
@@ -36,7 +72,7 @@ def test_every_reason_that_applies_is_recorded():
 
 def test_thresholds_come_from_config():
     assert decide({**GOOD, "avg_logprob": -0.6}, T)[0] == "keep"
-    assert decide({**GOOD, "avg_logprob": -0.6}, FilterConfig(min_avg_logprob=-0.5)) == ("reject", ["low_avg_logprob"])
+    assert decide({**GOOD, "avg_logprob": -0.6}, FilterConfig(min_avg_logprob=-0.5, min_confidence=0.0)) == ("reject", ["low_avg_logprob"])
 
 
 def test_longest_word_run():
@@ -49,13 +85,15 @@ def test_a_detected_language_other_than_the_declared_one_is_rejected():
     assert decide({**row, "language_probability": 0.3}, T)[0] == "keep", "an unsure detection decides nothing"
     assert decide({**row, "language": "en"}, T)[0] == "keep"
     assert decide({**row, "declared_language": "auto"}, T)[0] == "keep", "an 'auto' source keeps what is detected"
+    assert decide({**row, "mean_word_prob": 0.45}, T)[1] == ["language_mismatch", "low_word_prob"]
+    assert decide({**row, "mean_word_prob": 0.9}, T)[0] == "keep", "sure words in the declared language: not foreign"
 
 
 def test_low_mean_word_probability_is_rejected():
     row = {**GOOD, "mean_word_prob": 0.45}
     assert decide(row, T) == ("reject", ["low_word_prob"])
     assert decide({**row, "mean_word_prob": 0.8}, T)[0] == "keep"
-    assert decide(row, FilterConfig(min_mean_word_prob=0.0))[0] == "keep"
+    assert decide(row, FilterConfig(min_mean_word_prob=0.0, min_confidence=0.0))[0] == "keep"
 
 
 def test_combined_confidence_rule():
@@ -67,7 +105,7 @@ def test_combined_confidence_rule():
     assert decide(rows[0], t)[0] == "keep" and "low_confidence" in decide(rows[-1], t)[1]
     assert "low_confidence" in decide(rows[3], t)[1] and "low_avg_logprob" not in decide(rows[3], t)[1]
     with pytest.raises(ValueError, match="needs a confidence_model"):
-        FilterConfig(min_confidence=0.5)
+        FilterConfig(min_confidence=0.5, confidence_model=None)
 
 
 @pytest.mark.parametrize("change, reason", [
@@ -78,7 +116,7 @@ def test_combined_confidence_rule():
     ({"text": "the train left the station", "agreement_cer": 0.6}, "disagreement"),
 ])
 def test_hallucination_and_agreement_rules(change, reason):
-    t = FilterConfig(max_agreement_cer=0.3)
+    t = FilterConfig(max_agreement_cer=0.3, min_confidence=0.0)
     decision, reasons = decide({**GOOD, **change}, t)
     assert decision == "reject" and reason in reasons and reason in REASONS
 
@@ -122,12 +160,18 @@ def test_trim_cuts_a_foreign_phrase_out():
 
     from pipelines.trim import pieces
 
-    words = _words([(w, 0.9) for w in "one two three four five six seven eight nine ten".split()])
+    # the foreign phrase decoded in the declared language: unsure words
+    words = _words([(w, 0.45 if 4 <= i < 7 else 0.9)
+                    for i, w in enumerate("one two three four five six seven eight nine ten".split())])
     label = {**GOOD, "start": 0.3, "end": 4.6, "words": words, "text": "x",
              "phrase_languages": json.dumps([[0, 4, "en", 0.97], [4, 7, "fr", 0.93], [7, 10, "en", 0.9]])}
     got = pieces(label, T, "en")
     assert [p["trim_reason"] for p in got] == [None, "language_mismatch", None]
     assert got[1]["text"] == "five six seven"
+    sure = {**label, "words": _words([(w, 0.9) for w in "one two three four five six seven eight nine ten".split()])}
+    assert pieces(sure, T, "en") == [sure], "a phrase taken for French whose words are sure is not cut"
+    assert [p["trim_reason"] for p in pieces(sure, FilterConfig(foreign_max_word_prob=1.0), "en")] == \
+        [None, "language_mismatch", None], "1: cut whatever the words say"
     assert pieces(label, T, "auto") == [label], "an 'auto' source has no foreign language"
 
 
@@ -141,6 +185,26 @@ def test_trim_cuts_out_a_long_stretch_with_no_words():
     assert [p["trim_reason"] for p in got] == [None, "unlabelled_gap", None]
     assert got[1]["text"] == "" and got[1]["start"] >= words[-1]["end"] and got[1]["end"] <= later[0]["start"]
     assert [decide(p, T)[0] for p in got] == ["keep", "reject", "keep"]
+
+
+def test_a_trimmed_piece_is_judged_by_its_own_agreement():
+    from pipelines.agreement import disagreement, span_disagreement
+    from pipelines.trim import pieces
+
+    words = _words([(w, 0.9) for w in "the train left the station on time".split()]
+                   + [("blah", 0.1), ("blah", 0.2), ("blah", 0.15)]
+                   + [(w, 0.95) for w in "and we all went home happy again".split()])
+    second = "the train left the station on time bla bla and we all went to rome snappy again"
+    label = {**GOOD, "start": 0.3, "end": 7.3, "words": words, "text": "".join(w["word"] for w in words),
+             "agreement_cer": 0.2, "agreement_text": second}
+    got = pieces(label, T, "en")
+    assert [p["trim_reason"] for p in got] == [None, "low_word_prob_run", None]
+    assert got[0]["agreement_cer"] == 0.0, "the first piece's words are the second opinion's"
+    assert got[2]["agreement_cer"] == disagreement("and we all went home happy again",
+                                                   "and we all went to rome snappy again") > 0.1
+    assert span_disagreement([w["word"] for w in words], 0, len(words), second) == disagreement(label["text"], second)
+    no_second = pieces({**label, "agreement_cer": None, "agreement_text": None}, T, "en")
+    assert all(p["agreement_cer"] is None for p in no_second), "no second opinion: none invented"
 
 
 def test_agreement_signal():

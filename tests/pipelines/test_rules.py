@@ -16,9 +16,14 @@ from pipelines.rules import Rule, threshold_table
 FROZEN = json.loads((Path(__file__).parent / "frozen" / "decide_frozen.json").read_text())
 
 
+# settings newer than the freeze, as the frozen configs had them: the combined confidence off, a
+# detected foreign language rejected whatever the word probabilities
+BEFORE_FROZEN_WAS_THAWED = {"min_confidence": 0.0, "foreign_max_word_prob": 1.0}
+
+
 @pytest.mark.parametrize("name", sorted(FROZEN["configs"]))
 def test_decide_gives_the_frozen_reasons_in_the_frozen_order(name):
-    config = FilterConfig(**FROZEN["configs"][name])
+    config = FilterConfig(**{**BEFORE_FROZEN_WAS_THAWED, **FROZEN["configs"][name]})
     rows = [dict(zip(FROZEN["fields"], values)) for values in FROZEN["rows"]]
     got = [decide(row, config) for row in rows]
     expected = FROZEN["expected"][name]
@@ -27,7 +32,7 @@ def test_decide_gives_the_frozen_reasons_in_the_frozen_order(name):
     assert [g[0] for g in got] == ["reject" if e else "keep" for e in expected]
 
 
-# rules added after the freeze: off by default, so the frozen reasons stand; each has its own test
+# rules added after the freeze: off in the frozen configs, so the frozen reasons stand; each has its own test
 NEWER_RULES = {"too_quiet"}
 
 
@@ -68,7 +73,7 @@ def test_a_rule_registered_at_run_time_is_decided_described_and_listed(monkeypat
 
     monkeypatch.setattr(rules, "RULES", list(rules.RULES))  # the registration ends with the test
     rules.register(Shouting())
-    config = _ShoutingConfig()
+    config = _ShoutingConfig(min_confidence=0.0)
     row = {"start": 0.0, "end": 5.0, "text": "THE TRAIN LEFT THE STATION ON TIME TODAY", "avg_logprob": -0.2,
            "no_speech_prob": 0.05, "compression_ratio": 1.4}
     assert decide(row, config) == ("reject", ["shouting"])
@@ -106,6 +111,7 @@ def test_the_threshold_table_lists_the_rules_settings_in_registry_order():
     by_name = {r[0]: r for r in table}
     assert by_name["min_language_probability"][2] == "language_mismatch"
     assert by_name["trim"][2] == "low_word_prob_run, unlabelled_gap, language_mismatch"
+    assert by_name["confidence_model"][1].startswith("logistic model over avg_logprob, "), "a model by its features"
 
 
 def test_signal_rules_are_what_calibration_sweeps():
@@ -120,8 +126,8 @@ def test_signal_rules_are_what_calibration_sweeps():
 def test_too_quiet_rejects_a_label_on_near_silence_when_turned_on():
     row = {"start": 0.0, "end": 5.0, "text": "the train left the station on time today", "avg_logprob": -0.2,
            "no_speech_prob": 0.05, "compression_ratio": 1.4, "rms_dbfs": -71.0}
-    assert decide(row, FilterConfig()) == ("keep", []), "off by default"
-    on = FilterConfig(min_rms_dbfs=-55.0)
+    assert decide(row, FilterConfig(min_confidence=0.0)) == ("keep", []), "off by default"
+    on = FilterConfig(min_rms_dbfs=-55.0, min_confidence=0.0)
     assert decide(row, on) == ("reject", ["too_quiet"])
     assert decide({**row, "rms_dbfs": -30.0}, on) == ("keep", [])
     assert decide({**row, "rms_dbfs": None}, on) == ("keep", []), "no loudness measured: the rule is silent"
@@ -132,7 +138,7 @@ def test_too_quiet_rejects_a_label_on_near_silence_when_turned_on():
 def test_turning_too_quiet_on_only_adds_its_own_reason_last():
     rows = [dict(zip(FROZEN["fields"], values)) for values in FROZEN["rows"]]
     for name, cfg in FROZEN["configs"].items():
-        config = FilterConfig(**cfg, min_rms_dbfs=-55.0)
+        config = FilterConfig(**{**BEFORE_FROZEN_WAS_THAWED, **cfg}, min_rms_dbfs=-55.0)
         for row, expected in zip(rows, FROZEN["expected"][name]):
             quiet = row["rms_dbfs"] is not None and row["rms_dbfs"] < -55.0
             assert decide(row, config)[1] == expected + ["too_quiet"] * quiet
