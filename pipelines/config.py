@@ -175,7 +175,7 @@ class FilterConfig(_Strict):
     foreign_max_word_prob: float = Field(0.7, ge=0, le=1, description="a segment or phrase detected in another "
                                          "language is language_mismatch only when its words' mean probability is "
                                          "below this (decoded in the declared language, foreign speech comes out "
-                                         "unsure); 1: always")
+                                         "unsure); 1: always", json_schema_extra={"absent": 1.0})
     # off by default (releases built before it keep their reasons); -55 is well under speech at any
     # recording level, which VAD found there, and over the floor of a quiet room's hiss
     min_rms_dbfs: float | None = Field(None, le=0, description="reject segments whose audio RMS (dBFS, "
@@ -184,10 +184,20 @@ class FilterConfig(_Strict):
     # threshold chosen on leave-one-domain-out scores for a kept share of WER > 0.3 of at most 2%;
     # how, and what it gives on the unseen hold-out: pipelines/shipped_confidence.py, docs/PERFORMANCE.md
     min_confidence: float = Field(SHIPPED_THRESHOLD, ge=0, le=1, description="reject below this combined "
-                                  "confidence (0: off)")
+                                  "confidence (0: off)", json_schema_extra={"absent": 0.0})
     confidence_model: dict | None = Field(default_factory=lambda: dict(SHIPPED_MODEL), description="logistic "
                                           "model (pipelines.confidence), the shipped one or one fitted by "
                                           "`stt-corpus calibrate`")
+
+    @classmethod
+    def of_release(cls, saved: dict) -> "FilterConfig":
+        """The thresholds a release was built with, from its saved config. A setting newer than the
+        release (absent from it) takes the value that does what the code did before it existed (its
+        field's ``absent``), not today's default: re-filtering an old release with its own
+        thresholds gives its own decisions."""
+        absent = {name: field.json_schema_extra["absent"] for name, field in cls.model_fields.items()
+                  if isinstance(field.json_schema_extra, dict) and "absent" in field.json_schema_extra}
+        return cls(**{**{k: v for k, v in absent.items() if k not in saved}, **saved})
 
     @model_validator(mode="after")
     def _confidence(self):

@@ -52,7 +52,7 @@ def resolve_thresholds(base: dict, overrides: dict | None, domain_overrides: dic
     if unknown:
         raise ValueError(f"unknown domain(s) {unknown} in per-domain thresholds; the release has {sorted(domains)}")
     try:
-        default = FilterConfig(**{**base, **(overrides or {})})
+        default = FilterConfig(**{**FilterConfig.of_release(base).model_dump(), **(overrides or {})})
         per_domain = {d: FilterConfig(**{**default.model_dump(), **o}) for d, o in (domain_overrides or {}).items()}
     except ValidationError as err:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())

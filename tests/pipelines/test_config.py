@@ -103,3 +103,18 @@ def test_placement_resources_are_custom_positive_and_declared_by_a_local_cluster
                        ({"cpu_resources": {"node:127.0.0.1": 1}}, "not a custom resource")):
         with pytest.raises(ConfigError, match=words):
             load_config(None, **base, resources=bad)
+
+
+def test_a_release_saved_before_a_setting_existed_keeps_its_old_behaviour():
+    from pipelines.config import FilterConfig
+    from pipelines.refilter import resolve_thresholds
+
+    now = FilterConfig().model_dump()
+    older = {k: v for k, v in now.items() if k not in ("foreign_max_word_prob", "min_confidence")}
+    old = FilterConfig.of_release(older)
+    assert old.foreign_max_word_prob == 1.0 and old.min_confidence == 0.0  # what the code did before them
+    assert FilterConfig.of_release(now) == FilterConfig()  # a current release: its own values
+    default, per_domain = resolve_thresholds(older, {"min_avg_logprob": -0.5}, {"phone": {"min_seconds": 2.0}},
+                                             {"phone"})
+    assert (default.foreign_max_word_prob, default.min_confidence, default.min_avg_logprob) == (1.0, 0.0, -0.5)
+    assert per_domain["phone"].foreign_max_word_prob == 1.0 and per_domain["phone"].min_seconds == 2.0
