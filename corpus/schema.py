@@ -184,7 +184,6 @@ class Segment:
     decision: Decision | None = None
     flac: bytes | None = field(default=None, repr=False)  # a kept segment's audio as released
 
-
     @property
     def duration(self) -> float:
         return self.end - self.start
