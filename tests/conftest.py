@@ -66,3 +66,22 @@ def store(request, tmp_path):
         return open_store(tmp_path / "store")
     endpoint = request.getfixturevalue("s3_endpoint")
     return open_store(f"s3://{make_bucket(endpoint)}/corpus", endpoint_url=endpoint)
+
+
+@pytest.fixture(autouse=True)
+def _cli_logging_ends_with_its_test():
+    """A command run in-process (``cli_main([...])``) installs a root handler on the stderr of the
+    moment, which pytest closes after the test; left in place, a later test's log records fail to
+    write there, and under Prefect's ``log_prints`` the error report is logged again, without end.
+    So the handlers ``corpus.logs.configure_logging`` installs go away with the test that ran it."""
+    import logging
+
+    from corpus.logs import RedactingFormatter
+
+    root = logging.getLogger()
+    level = root.level
+    yield
+    for handler in list(root.handlers):
+        if isinstance(handler.formatter, RedactingFormatter):
+            root.removeHandler(handler)
+    root.setLevel(level)
