@@ -36,7 +36,6 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 
-import numpy as np
 
 from corpus.release import Release
 from corpus.shards import iter_shard_raw

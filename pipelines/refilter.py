@@ -60,14 +60,19 @@ def resolve_thresholds(base: dict, overrides: dict | None, domain_overrides: dic
     return default, per_domain
 
 
+def _built_config(old: Release) -> dict:
+    """The config a release was built with; a release no build made cannot be re-filtered."""
+    config = old.config()
+    if not isinstance(config, dict) or "filter" not in config or "sources" not in config:
+        raise ReleaseError(f"release {old.name!r} was not made by `stt-corpus build` (its config has no filter); "
+                           "only built releases can be re-filtered")
+    return config
+
+
 def check_request(store: Store, source: str, thresholds: dict | None, domain_thresholds: dict | None) -> None:
     """Raise, naming the problem, unless ``source`` is a built release these thresholds can re-filter."""
     old = Release.open(store, source)
-    config = old.config()
-    if not isinstance(config, dict) or "filter" not in config or "sources" not in config:
-        raise ReleaseError(f"release {source!r} was not made by `stt-corpus build` (its config has no filter); "
-                           "only built releases can be re-filtered")
-    resolve_thresholds(config["filter"], thresholds, domain_thresholds,
+    resolve_thresholds(_built_config(old)["filter"], thresholds, domain_thresholds,
                        set(old.manifest().column("domain").to_pylist()))
 
 
@@ -130,10 +135,7 @@ def refilter_release(store: Store, source: str, release: str, *, thresholds: dic
                      progress: bool = False) -> dict:
     """Write ``release`` from ``source`` with new thresholds; returns a summary."""
     old = Release.open(store, source)
-    old_config = old.config()
-    if not isinstance(old_config, dict) or "filter" not in old_config or "sources" not in old_config:
-        raise ReleaseError(f"release {source!r} was not made by `stt-corpus build` (its config has no filter); "
-                           "only built releases can be re-filtered")
+    old_config = _built_config(old)
     manifest = old.manifest().to_pylist()
     default, per_domain = resolve_thresholds(old_config["filter"], thresholds, domain_thresholds,
                                              {r["domain"] for r in manifest})

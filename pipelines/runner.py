@@ -48,14 +48,18 @@ def work_prefix(relative: str) -> str:
     return f"{WORK}/{relative}"
 
 
-def write_part(store: Store, key: str, rows: list[dict]) -> None:
+def part_bytes(rows: list[dict]) -> bytes:
     buf = io.BytesIO()
     pq.write_table(pa.Table.from_pylist(rows), buf, compression="zstd")
-    store.put_bytes(key, buf.getvalue())
+    return buf.getvalue()
+
+
+def part_rows(data: bytes) -> list[dict]:
+    return pq.read_table(io.BytesIO(data)).to_pylist()
 
 
 def read_part(store: Store, key: str) -> list[dict]:
-    return pq.read_table(io.BytesIO(store.get_bytes(key))).to_pylist()
+    return part_rows(store.get_bytes(key))
 
 
 def done_parts(store: Store, prefix: str) -> set[str]:
@@ -304,9 +308,9 @@ class Runner:
                 i = todo[j]
                 result = _home(result, items[i])
                 if prefix and stage.keep_part(result):
-                    key = f"{prefix}/{stage.part_name(result)}.parquet"
-                    write_part(self.store, key, stage.encode(result))
-                    result = stage.decode(items[i], read_part(self.store, key))  # what a rerun would read
+                    data = part_bytes(stage.encode(result))
+                    self.store.put_bytes(f"{prefix}/{stage.part_name(result)}.parquet", data)
+                    result = stage.decode(items[i], part_rows(data))  # what a rerun would read, not read back
                 out[i] = result
                 bar.update(round(weight(items[i])))
         return out
