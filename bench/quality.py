@@ -159,7 +159,10 @@ def main() -> int:
     parser.add_argument("--relabel-base", action="store_true", help="with --labels-cache: decode with base again "
                         "(tiny.en labels and the second opinions are reused)")
     parser.add_argument("--rows", help="write every manifest row, scored, here (JSON lines)")
+    parser.add_argument("--set", action="append", default=[], metavar="SETTING=VALUE",
+                        help="a filter setting other than its default, in every config (repeatable)")
     args = parser.parse_args()
+    settings = dict(item.split("=", 1) for item in args.set)
     raw = Path(args.holdout_dir) if args.holdout_dir else Path(tempfile.mkdtemp(prefix="bench-quality-")) / "holdout"
     if not args.holdout_dir:
         generate(raw, files_per_domain=args.files_per_domain, first=args.first)
@@ -239,7 +242,8 @@ def main() -> int:
            f"{'good s':>8}{'foreign':>8}{'nospeech':>9}"
     print(head)
     for name, labels, filt in configs:
-        rows = manifest(segs, labels, filt, raw)
+        rows = manifest(segs, labels, filt.model_copy(update=FilterConfig(**{**filt.model_dump(), **settings})
+                                                      .model_dump(include=set(settings))), raw)
         for r in rows:
             r.update(score(r, words.get(r["source_uri"].rsplit("/", 1)[-1], []), truth))
         if args.rows:

@@ -62,16 +62,33 @@ def _aligned_positions(first: list[str], second: list[str]) -> list[int]:
     return pos
 
 
-def span_disagreement(words: list[str], first: int, last: int, second: str) -> float:
-    """CER between ``words[first:last]`` (a trimmed piece of a label's words, as the decoder wrote
-    them) and the stretch of the second opinion's text aligned to them (word-level alignment of the
-    whole label against the whole second opinion), so that a piece is judged by its own words and not
-    by its parent's agreement."""
+def _tokens(words: list[str]) -> tuple[list[str], list[int]]:
+    """The normalised tokens of a label's words, and where each word's tokens start (one more at the end)."""
     tokens, starts = [], []
     for w in words:
         starts.append(len(tokens))
         tokens.extend(normalize_text(w).split())
     starts.append(len(tokens))
+    return tokens, starts
+
+
+def disputed_words(words: list[str], second: str) -> list[bool]:
+    """Per word of a label (as the decoder wrote them): whether the second opinion, aligned word by word
+    to the whole label, wrote something else there. A word with no tokens of its own (punctuation) is
+    never disputed."""
+    tokens, starts = _tokens(words)
+    pos = _aligned_positions(tokens, normalize_text(second or "").split())
+    other = normalize_text(second or "").split()
+    return [starts[k + 1] > starts[k] and tokens[starts[k]:starts[k + 1]] != other[pos[starts[k]]:pos[starts[k + 1]]]
+            for k in range(len(words))]
+
+
+def span_disagreement(words: list[str], first: int, last: int, second: str) -> float:
+    """CER between ``words[first:last]`` (a trimmed piece of a label's words, as the decoder wrote
+    them) and the stretch of the second opinion's text aligned to them (word-level alignment of the
+    whole label against the whole second opinion), so that a piece is judged by its own words and not
+    by its parent's agreement."""
+    tokens, starts = _tokens(words)
     other = normalize_text(second or "").split()
     pos = _aligned_positions(tokens, other)
     a, b = starts[first], starts[last]

@@ -156,6 +156,12 @@ class FilterConfig(_Strict):
     trim: bool = Field(True, description="cut segments at weak-word runs and language switches into pieces")
     trim_word_prob: float = Field(0.4, ge=0, le=1, description="a word below this probability is weak (0: off)")
     trim_min_weak_words: int = Field(2, ge=1, description="this many weak words in a row are cut out")
+    trim_sentences: bool = Field(False, description="a segment the first pass is unsure of (a second opinion was "
+                                 "asked) is cut into its sentences, each judged on its own",
+                                 json_schema_extra={"absent": False})
+    trim_disputed_prob: float = Field(0.0, ge=0, le=1, description="a word below this probability that the second "
+                                      "opinion decodes otherwise is cut out as disputed_word (0: off)",
+                                      json_schema_extra={"absent": 0.0})
     trim_max_gap: float = Field(2.0, ge=0, description="a pause between words longer than this (seconds) is cut "
                                 "out as unlabelled_gap (0: off)")
     # agreement (pipelines/agreement.py)

@@ -187,6 +187,13 @@ class WeakWordRun(TrimmedOut):
     fields = ("trim", "trim_word_prob", "trim_min_weak_words")
 
 
+class DisputedWord(TrimmedOut):
+    code = "disputed_word"
+    description = ("words below trim_disputed_prob that the second opinion decodes otherwise, cut out of "
+                   "their segment")
+    fields = ("trim", "trim_disputed_prob")
+
+
 class UnlabelledGap(TrimmedOut):
     code = "unlabelled_gap"
     description = "a stretch inside a segment longer than trim_max_gap with no word decoded, cut out"
@@ -234,8 +241,9 @@ class PhantomPhrase(Rule):
 
 class Disagreement(SignalRule):
     code = "disagreement"
-    description = "the second opinion's label differs from the first by more than max_agreement_cer (CER)"
-    fields = ("max_agreement_cer",)
+    description = ("the second opinion's label differs from the first by more than max_agreement_cer (CER); "
+                   "with trim_sentences, sentence by sentence")
+    fields = ("max_agreement_cer", "trim_sentences")
     signal, bound, permissive = "agreement_cer", "max", 1.0
 
 
@@ -272,7 +280,7 @@ class TooQuiet(SignalRule):
 RULES: list[Rule] = [
     EmptyText(), LowAvgLogprob(), HighNoSpeechProb(), HighCompressionRatio(), Repetition(),
     CharsPerSecondLow(), CharsPerSecondHigh(), TooShort(), TooLong(), LanguageMismatch(), LowWordProb(),
-    WeakWordRun(), UnlabelledGap(), ForeignPhrase(),
+    WeakWordRun(), DisputedWord(), UnlabelledGap(), ForeignPhrase(),
     LowUniqueWordRatio(), LongWord(), PhantomPhrase(),
     Disagreement(), LowConfidence(), TooQuiet(),
 ]

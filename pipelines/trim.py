@@ -37,15 +37,22 @@ import math
 import zlib
 from collections import Counter
 
-from pipelines.agreement import span_disagreement
+from pipelines.agreement import disputed_words, span_disagreement
 
+SENTENCE_END = ".?!"
 PIECE_PAD_S = 0.1  # context kept around a piece's first and last word, within its neighbours' gap
 
 
 def word_flags(label: dict, t, declared: str | None) -> list[str | None]:
-    """Per word: None (sound), 'low_word_prob_run' or 'language_mismatch'."""
+    """Per word: None (sound), 'disputed_word', 'low_word_prob_run' or 'language_mismatch' (a later
+    kind overrides an earlier one)."""
     words = label.get("words") or []
     flags: list[str | None] = [None] * len(words)
+    if t.trim_disputed_prob > 0 and label.get("agreement_text") is not None and words:
+        disputed = disputed_words([w["word"] for w in words], label["agreement_text"])
+        for k, w in enumerate(words):
+            if disputed[k] and w["probability"] < t.trim_disputed_prob:
+                flags[k] = "disputed_word"
     if t.trim_word_prob > 0:
         i = 0
         while i < len(words):
@@ -110,11 +117,13 @@ def pieces(label: dict, t, declared: str | None) -> list[dict]:
     langs = word_languages(label)
     gaps = [t.trim_max_gap > 0 and words[i]["start"] - words[i - 1]["end"] > t.trim_max_gap
             for i in range(len(words))]
-    if all(f == flags[0] for f in flags) and not any(gaps):  # nothing to cut
+    sentences = [i > 0 and t.trim_sentences and label.get("agreement_text") is not None
+                 and words[i - 1]["word"].strip()[-1:] in SENTENCE_END for i in range(len(words))]
+    if all(f == flags[0] for f in flags) and not any(gaps) and not any(sentences):  # nothing to cut
         return [label] if flags[0] is None else [{**label, "trim_reason": flags[0]}]
     runs, first = [], 0
     for i in range(1, len(words) + 1):
-        if i == len(words) or flags[i] != flags[first] or gaps[i]:
+        if i == len(words) or flags[i] != flags[first] or gaps[i] or sentences[i]:
             runs.append((first, i, flags[first]))
             first = i
     out = []

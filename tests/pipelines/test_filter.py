@@ -227,3 +227,51 @@ def test_trim_compression_ratio_is_faster_whispers():
 
     for text in ("a", "the the the the the the the the", "Ein Satz auf Deutsch, ça va? Да."):
         assert compression_ratio(text) == get_compression_ratio(text)
+
+
+def test_an_unsure_segment_is_judged_sentence_by_sentence():
+    from pipelines.trim import pieces
+
+    words = _words([(w, 0.85) for w in "the train left the station on time.".split()]
+                   + [(w, 0.8) for w in "the blue ship sank in a sea of rain.".split()])
+    second = "the train left the station on time the view stunned the young boy"
+    label = {**GOOD, "start": 0.3, "end": 7.3, "words": words, "text": "".join(w["word"] for w in words),
+             "agreement_cer": 0.3, "agreement_text": second}
+    on = FilterConfig(min_confidence=0.0, trim_sentences=True)
+    got = pieces(label, on, "en")
+    assert [p["text"] for p in got] == ["the train left the station on time.", "the blue ship sank in a sea of rain."]
+    assert [p["trim_reason"] for p in got] == [None, None], "a sentence is cut off, not rejected"
+    assert got[0]["agreement_cer"] == 0.0 and got[1]["agreement_cer"] > 0.5, "each sentence has its own agreement"
+    assert got[0]["end"] <= got[1]["start"] and got[0]["start"] >= label["start"] and got[1]["end"] <= label["end"]
+    assert [decide(p, on)[0] for p in got] == ["keep", "reject"]
+    sure = {**label, "agreement_cer": None, "agreement_text": None}
+    assert pieces(sure, on, "en") == [sure], "a segment nobody asked a second opinion on stays whole"
+    assert pieces(label, FilterConfig(min_confidence=0.0, trim_sentences=False), "en") == [label]
+
+
+def test_a_word_the_second_opinion_disputes_can_be_cut_out():
+    from pipelines.agreement import disputed_words
+    from pipelines.trim import pieces
+
+    assert disputed_words([" The", " merch", " can", " use", " it."], "the birch can use it") == \
+        [False, True, False, False, False]
+    assert disputed_words([" one", " two,", " three"], "one two three") == [False, False, False], "punctuation is no dispute"
+    assert disputed_words([" a", " b"], "") == [True, True]
+    words = _words([(w, 0.9) for w in "the train left".split()] + [("mute", 0.3)]
+                   + [(w, 0.9) for w in "the station on time and we went home".split()])
+    label = {**GOOD, "start": 0.3, "end": 5.3, "words": words, "text": "".join(w["word"] for w in words),
+             "agreement_cer": 0.1, "agreement_text": "the train left view the station on time and we went home"}
+    off = FilterConfig(min_confidence=0.0)
+    assert off.trim_disputed_prob == 0.0 and pieces(label, off, "en") == [label], "off by default"
+    on = FilterConfig(min_confidence=0.0, trim_disputed_prob=0.5)
+    got = pieces(label, on, "en")
+    assert [(p["text"], p["trim_reason"]) for p in got] == [
+        ("the train left", None), ("mute", "disputed_word"), ("the station on time and we went home", None)]
+    assert "disputed_word" in decide(got[1], on)[1]
+    sure = FilterConfig(min_confidence=0.0, trim_disputed_prob=0.2)
+    assert pieces(label, sure, "en") == [label], "a disputed word the decoder is sure of stays"
+
+
+def test_releases_from_before_sentence_trimming_keep_their_pieces():
+    old = FilterConfig.of_release({"trim": True})
+    assert old.trim_sentences is False and old.trim_disputed_prob == 0.0

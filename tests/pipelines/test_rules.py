@@ -33,7 +33,7 @@ def test_decide_gives_the_frozen_reasons_in_the_frozen_order(name):
 
 
 # rules added after the freeze: off in the frozen configs, so the frozen reasons stand; each has its own test
-NEWER_RULES = {"too_quiet"}
+NEWER_RULES = {"too_quiet", "disputed_word"}
 
 
 def test_the_frozen_rows_cover_every_reason():
@@ -110,7 +110,7 @@ def test_the_threshold_table_lists_the_rules_settings_in_registry_order():
     assert set(names[:-1]) == {f for rule in RULES for f in rule.fields}
     by_name = {r[0]: r for r in table}
     assert by_name["min_language_probability"][2] == "language_mismatch"
-    assert by_name["trim"][2] == "low_word_prob_run, unlabelled_gap, language_mismatch"
+    assert by_name["trim"][2] == "low_word_prob_run, disputed_word, unlabelled_gap, language_mismatch"
     assert by_name["confidence_model"][1].startswith("logistic model over avg_logprob, "), "a model by its features"
 
 
