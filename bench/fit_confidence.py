@@ -283,11 +283,11 @@ def with_pooled_threshold(cand: list[dict], pooled: dict[str, list], chosen: flo
 
 def write_shipped(model, threshold: float, args, n_fitted: int, n_judged: int) -> Path:
     fitted = {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in model.to_dict().items()}
+    settings = "".join(f" --set {item}" for item in args.set)
     text = f'''"""The shipped combined confidence (``FilterConfig.confidence_model`` and ``min_confidence``).
 
 Fitted by ``bench/fit_confidence.py --seeds {args.seeds} --harder {args.harder} --harder-seeds
-{args.harder_seeds} --minutes {args.minutes:g} --when {args.when} --target {args.target} --fit-on {args.fit_on}
-{" ".join("--set " + item for item in args.set)}``
+{args.harder_seeds} --minutes {args.minutes:g} --when {args.when} --target {args.target} --fit-on {args.fit_on}{settings}``
 on gen-audio gold only (reference/gen_audio.py: its voices, texts and four domains, and harder copies:
 {args.harder}; see ``harder`` there; {n_fitted} trimmed pieces ({args.fit_on}: the other default rules
 let {n_judged} through)), never on bench/holdout.py's set. The threshold was chosen on
