@@ -22,6 +22,7 @@ fitted on all seeds and that threshold as ``pipelines/shipped_confidence.py``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import re
 import json
@@ -211,6 +212,7 @@ def load_pieces(work: Path, seeds: list[int], harder_seeds: list[int], minutes: 
     signals as the shipped pipeline gives them and, in ``_fit``, with the second opinion asked everywhere."""
     base_config = FilterConfig(**{**(settings or {}), **WITHOUT_CONFIDENCE})  # the rules, the confidence off
     rows: list[dict] = []
+    missed = 0
     clean_of = lambda s: work / f"gen-{s}-{minutes:g}"  # noqa: E731
     for s in sorted(set(seeds) | set(harder_seeds)):
         if not (clean_of(s) / "truth.jsonl").exists():
@@ -231,13 +233,19 @@ def load_pieces(work: Path, seeds: list[int], harder_seeds: list[int], minutes: 
               f"{time.perf_counter() - start:.1f} s (base {got['seconds'][0]:.1f} s, tiny.en {got['seconds'][1]:.1f} s "
               "when decoded)")
         shipped = scored_rows(name, segs, with_agreement(got["base"], got["tiny"], when), base_config, raw, truth)
-        everywhere = scored_rows(name, segs, with_agreement(got["base"], got["tiny"], "all"), base_config, raw, truth)
-        by_id = {r["segment_id"]: r for r in everywhere}
+        everywhere = with_agreement(got["base"], got["tiny"], "all")
+        # a segment the shipped pipeline asks no second opinion on is not cut into sentences: its
+        # pieces, asked everywhere, are those of the same trimming without sentence cuts
+        whole = base_config.model_copy(update={"trim_sentences": False})
+        by_id = {r["segment_id"]: r for r in scored_rows(name, segs, everywhere, whole, raw, truth)
+                 + scored_rows(name, segs, everywhere, base_config, raw, truth)}
         for r in shipped:
-            # a piece the second opinion everywhere cuts otherwise (disputed words in a segment the
-            # shipped pipeline did not ask about) is fitted on its own signals
+            # a piece the second opinion everywhere cuts otherwise (disputed words) is fitted on its own signals
             r["_fit"] = by_id.get(r["segment_id"], r)
+            missed += r["_fit"] is r
         rows += shipped
+    if missed:
+        print(f"{missed} pieces have no twin asked everywhere: fitted on their shipped signals")
     return rows
 
 
@@ -340,7 +348,8 @@ def main() -> int:
     print(f"\nthreshold on the pooled leave-one-domain-out scores for a kept bad share <= {args.target:.0%}: {chosen}")
     if chosen is not None:
         with_pooled_threshold(cand, pooled, chosen)
-    model = fit_model(cand + extra)
+    # gen-audio is English: the shipped model judges English segments only
+    model = dataclasses.replace(fit_model(cand + extra), languages=("en",))
     print("\nmodel on every seed:", json.dumps({f: round(w, 3) for f, w in zip(model.features, model.weights)}),
           "bias", round(model.bias, 3))
     if args.write and chosen is not None:

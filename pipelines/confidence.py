@@ -70,6 +70,18 @@ class ConfidenceModel:
     bias: float
     features: tuple[str, ...] = LEGACY_FEATURES
     fill: list[float] | None = None  # per feature, the value a missing one counts as (None: the mean)
+    # the languages of the gold it was fitted on: a segment in another language is not judged by it
+    # (its signals there were never seen: a German label is no English one); None: every segment
+    languages: tuple[str, ...] | None = None
+
+    def judges(self, row: dict) -> bool:
+        """Whether this model judges the row: its language (the source's declared one, or the detected
+        one for an 'auto' source) is one the model was fitted on."""
+        if self.languages is None:
+            return True
+        declared = row.get("declared_language")
+        language = declared if declared and declared != "auto" else row.get("language")
+        return language in self.languages
 
     def score(self, row: dict) -> float | None:
         x = feature_values(row, self.features)
@@ -85,6 +97,10 @@ class ConfidenceModel:
         d["features"] = list(self.features)
         if self.fill is None:
             del d["fill"]
+        if self.languages is None:
+            del d["languages"]
+        else:
+            d["languages"] = list(self.languages)
         return d
 
     @classmethod
@@ -97,7 +113,8 @@ class ConfidenceModel:
         if not len(d["mean"]) == len(d["scale"]) == len(d["weights"]) == len(d.get("fill") or features) == len(features):
             raise ValueError("confidence model: mean, scale, weights (and fill) need one number per feature")
         return cls(mean=list(d["mean"]), scale=list(d["scale"]), weights=list(d["weights"]), bias=float(d["bias"]),
-                   features=features, fill=list(d["fill"]) if d.get("fill") is not None else None)
+                   features=features, fill=list(d["fill"]) if d.get("fill") is not None else None,
+                   languages=tuple(d["languages"]) if d.get("languages") is not None else None)
 
 
 def fit(rows: list[dict], labels: list[bool], *, l2: float = 1.0, iterations: int = 50,

@@ -157,8 +157,8 @@ class FilterConfig(_Strict):
     trim_word_prob: float = Field(0.4, ge=0, le=1, description="a word below this probability is weak (0: off)")
     trim_min_weak_words: int = Field(2, ge=1, description="this many weak words in a row are cut out")
     # on: chosen by bench/fit_confidence.py on gen-audio gold with its harder copies (noisier, babble,
-    # clipped), held out by domain: the kept set's WER 0.080 -> 0.061 at a kept share of WER > 0.3 of
-    # 1.7% -> 1.5%, for 10% fewer good-label seconds (docs/PERFORMANCE.md)
+    # clipped), held out by domain: the kept set's WER 0.080 -> 0.060 with 1.7% -> 1.9% of kept pieces
+    # with WER > 0.3 and the same good-label seconds (1,416 -> 1,409 s; docs/PERFORMANCE.md)
     trim_sentences: bool = Field(True, description="a segment the first pass is unsure of (a second opinion was "
                                  "asked) is cut into its sentences, each judged on its own",
                                  json_schema_extra={"absent": False})

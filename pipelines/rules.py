@@ -249,14 +249,18 @@ class Disagreement(SignalRule):
 
 class LowConfidence(Rule):
     code = "low_confidence"
-    description = "combined confidence (calibrated logistic model) below min_confidence"
+    description = ("combined confidence (calibrated logistic model) below min_confidence, in a language the "
+                   "model was fitted on")
     fields = ("min_confidence", "confidence_model")
     _models: ClassVar[dict[str, object]] = {}
 
     def check(self, row, config):
         if config.min_confidence <= 0:
             return False
-        score = self._model(config.confidence_model).score(row)
+        model = self._model(config.confidence_model)
+        if not model.judges(row):  # a language the model was not fitted on: the other rules judge it
+            return False
+        score = model.score(row)
         return score is None or score < config.min_confidence
 
     @classmethod

@@ -275,3 +275,19 @@ def test_a_word_the_second_opinion_disputes_can_be_cut_out():
 def test_releases_from_before_sentence_trimming_keep_their_pieces():
     old = FilterConfig.of_release({"trim": True})
     assert old.trim_sentences is False and old.trim_disputed_prob == 0.0
+
+
+def test_the_shipped_confidence_judges_only_the_language_it_was_fitted_on():
+    from pipelines.confidence import ConfidenceModel
+
+    T = FilterConfig()
+    model = ConfidenceModel.from_dict(T.confidence_model)
+    assert model.languages == ("en",), "fitted on English gen-audio gold"
+    unsure = {**GOOD, "avg_logprob": -0.9, "mean_word_prob": 0.5, "agreement_cer": 0.5, "language": "de",
+              "language_probability": 0.99}
+    assert "low_confidence" in decide({**unsure, "declared_language": "en"}, T)[1]
+    assert "low_confidence" not in decide({**unsure, "declared_language": "de"}, T)[1], "German: other rules judge it"
+    assert "low_confidence" not in decide({**unsure, "declared_language": "auto"}, T)[1], "'auto': the detected language"
+    assert ConfidenceModel.from_dict(model.to_dict()) == model
+    everyone = {k: v for k, v in model.to_dict().items() if k != "languages"}
+    assert ConfidenceModel.from_dict(everyone).judges({**unsure, "declared_language": "de"}), "no languages: every row"
