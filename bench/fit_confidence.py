@@ -77,7 +77,8 @@ def harder(src: Path, dst: Path, seed: int, kind: str, babble_from: Path | None 
 
     dst.mkdir(parents=True, exist_ok=True)
     truth = [json.loads(line) for line in (src / "truth.jsonl").read_text().splitlines() if line.strip()]
-    rng = np.random.default_rng([seed, HARDER.index(kind)])
+    # noisier: the seed alone, as before the other kinds existed (its copies and label caches stay the same)
+    rng = np.random.default_rng(seed if kind == "noisier" else [seed, HARDER.index(kind)])
     others = sorted(p for p in babble_from.iterdir() if p.suffix in (".wav", ".flac")) if babble_from else []
     for f in sorted(p for p in src.iterdir() if p.suffix in (".wav", ".flac")):
         x, sr = sf.read(str(f), dtype="float32", always_2d=True)
