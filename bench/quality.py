@@ -242,8 +242,7 @@ def main() -> int:
            f"{'good s':>8}{'foreign':>8}{'nospeech':>9}"
     print(head)
     for name, labels, filt in configs:
-        rows = manifest(segs, labels, filt.model_copy(update=FilterConfig(**{**filt.model_dump(), **settings})
-                                                      .model_dump(include=set(settings))), raw)
+        rows = manifest(segs, labels, FilterConfig(**{**filt.model_dump(), **settings}), raw)
         for r in rows:
             r.update(score(r, words.get(r["source_uri"].rsplit("/", 1)[-1], []), truth))
         if args.rows:

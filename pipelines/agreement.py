@@ -77,8 +77,8 @@ def disputed_words(words: list[str], second: str) -> list[bool]:
     to the whole label, wrote something else there. A word with no tokens of its own (punctuation) is
     never disputed."""
     tokens, starts = _tokens(words)
-    pos = _aligned_positions(tokens, normalize_text(second or "").split())
     other = normalize_text(second or "").split()
+    pos = _aligned_positions(tokens, other)
     return [starts[k + 1] > starts[k] and tokens[starts[k]:starts[k + 1]] != other[pos[starts[k]]:pos[starts[k + 1]]]
             for k in range(len(words))]
 

@@ -36,7 +36,6 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 
-
 from corpus.release import Release
 from corpus.shards import iter_shard_raw
 from corpus.text import char_error_rate, normalize_text, word_error_rate

@@ -19,8 +19,8 @@ a manifest without ``rms_dbfs``) is taken as the model's ``fill`` for it: the fi
 moves the score neither way, unless the fit said otherwise. ``agreement_cer`` is missing for a
 different reason: by default the second opinion is asked only where the first pass is unsure
 (mean word probability below 0.8), so a missing one stands for a confident label; its fill is
-what the second opinion gave on such labels in the fitting set (``fit(..., fill=...)``). Fitted by calibration on a gold set; saved in the filter config as
-plain numbers.
+what the second opinion gave on such labels in the fitting set (``fit(..., fill=...)``). Fitted by
+calibration on a gold set; saved in the filter config as plain numbers.
 """
 from __future__ import annotations
 

@@ -13,6 +13,9 @@ The segment is cut at the edges of these runs:
 
 - every run of sound words becomes a piece, a label of its own (its words, its text, signals
   recomputed from its words), filtered like any segment (so a short piece is ``too_short``);
+- a segment the first pass is unsure of (a second opinion was asked) is also cut after every word
+  ending in ``.``, ``?`` or ``!`` (``trim_sentences``), so each sentence is judged on its own; an
+  abbreviation ("Mr.") ends a piece too, which is then usually too short to keep;
 - every weak or foreign run becomes a piece rejected with ``low_word_prob_run`` or
   ``language_mismatch``;
 - a pause longer than ``trim_max_gap`` between two words becomes a piece rejected with

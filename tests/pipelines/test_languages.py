@@ -95,6 +95,28 @@ def test_a_second_opinion_agrees_on_clear_speech_and_is_asked_only_when_unsure(f
     assert label["agreement_cer"] is None, "an English-only second opinion says nothing about German"
 
 
+def test_an_unsure_segment_of_real_speech_is_judged_sentence_by_sentence(fixtures_dir):
+    """Two real English recordings in one segment, with a second opinion from tiny.en: each sentence
+    becomes a piece with its own words and its own agreement; without a second opinion it stays whole."""
+    quilter = decode(fixtures_dir / "leopard" / "test.wav").pcm
+    stars = decode(fixtures_dir / "DeepSpeech" / "new-home-in-the-stars-16k.wav").pcm
+    pcm = np.concatenate([quilter, np.zeros(8000, dtype=np.float32), stars])
+    clip = [(0.0, len(pcm) / 16000)]
+    every = WhisperLabeler(model="base", batch_size=4, agreement_model="tiny.en", agreement_when="all",
+                           phrase_language_id=False)
+    (label,) = every.label(pcm, clip, language="en")
+    label = {**label, "start": 0.0, "end": clip[0][1]}
+    got = pieces(label, FilterConfig(), "en")
+    assert len(got) >= 2 and all(p["text"].rstrip()[-1:] in ".?!" for p in got[:-1]), [p["text"] for p in got]
+    assert " ".join(p["text"] for p in got) == label["text"].strip(), "the sentences are the label, cut"
+    first = next(p for p in got if "quilter" in p["text"].lower())
+    assert "stars" in got[-1]["text"].lower() and first["end"] <= len(quilter) / 16000 + 0.5 <= got[-1]["start"] + 0.5, \
+        "the recordings' sentences are pieces of their own"
+    assert all(p["agreement_cer"] is not None for p in got), "each sentence has its own agreement"
+    whole = {**label, "agreement_cer": None, "agreement_text": None}
+    assert pieces(whole, FilterConfig(), "en") == [whole], "no second opinion: not cut into sentences"
+
+
 def test_a_build_with_the_defaults_labels_each_language_and_rejects_the_undeclared(fixtures_dir, tmp_path):
     """The shipped defaults (base, language per segment, tiny.en second opinion) in a real Ray build."""
     from corpus.release import Release
