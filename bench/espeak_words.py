@@ -90,7 +90,10 @@ class EspeakWords:
         if above.size == 0:
             raise RuntimeError(f"libespeak-ng produced silence for {text!r}")
         offset, trimmed = int(above[0]), len(_trim_speech(audio))
-        starts = sorted((pos - 1, sample) for kind, pos, _length, sample in self._events if kind == _EVENT_WORD)
+        # a word event of length 0 names no word: espeak-ng sometimes reports one at a clause's comma
+        # near the end of the sentence (it would end the word before the comma there)
+        starts = sorted((pos - 1, sample) for kind, pos, length, sample in self._events
+                        if kind == _EVENT_WORD and length > 0)
         end_sample = max([s for kind, _p, _l, s in self._events if kind == _EVENT_END] or [len(audio)])
         if not starts:
             raise RuntimeError(f"libespeak-ng reported no words for {text!r}")

@@ -37,7 +37,7 @@ from bench.quality import figures, gold_words, label_all, manifest, score, segme
 from pipelines import agreement  # noqa: E402
 from pipelines.asr import WhisperLabeler  # noqa: E402
 from pipelines.confidence import FEATURES, feature_values, fit  # noqa: E402
-from pipelines.config import FilterConfig  # noqa: E402
+from pipelines.config import FilterConfig, ModelConfig  # noqa: E402
 from reference import gen_audio  # noqa: E402
 
 BAD = 0.3
@@ -45,6 +45,7 @@ BAD = 0.3
 # (a scale under 1 dB) and a weight on it would be extrapolated wildly on audio recorded at any level
 SHIPPED_FEATURES = tuple(f for f in FEATURES if f != "rms_dbfs")
 WITHOUT_CONFIDENCE = dict(min_confidence=0.0, confidence_model=None)
+BEAM_SIZE = ModelConfig().beam_size  # base's first pass, as a build decodes it by default
 
 
 def gold(raw: Path) -> list[dict]:
@@ -108,14 +109,15 @@ def harder(src: Path, dst: Path, seed: int, kind: str, babble_from: Path | None 
     (dst / "truth.jsonl").write_text((src / "truth.jsonl").read_text())
 
 
-def labelled(raw: Path, cache: Path, segs: dict) -> dict:
+def labelled(raw: Path, cache: Path, segs: dict, beam_size: int) -> dict:
+    """base's labels (decoded with ``beam_size``) and tiny.en's (greedy: the second opinion), cached."""
     if cache.exists():
         saved = json.loads(cache.read_text())
         return {k: {rid: {int(i): lab for i, lab in labs.items()} for rid, labs in saved[k].items()}
                 for k in ("base", "tiny")} | {"seconds": saved["seconds"]}
-    base = WhisperLabeler(model="base", batch_size=8)
+    base = WhisperLabeler(model="base", batch_size=8, beam_size=beam_size)
     base_labels, base_s = label_all(segs, base)
-    tiny_labels, tiny_s = label_all(segs, WhisperLabeler(model="tiny.en", batch_size=8))
+    tiny_labels, tiny_s = label_all(segs, WhisperLabeler(model="tiny.en", batch_size=8, beam_size=1))
     out = {"base": base_labels, "tiny": tiny_labels, "seconds": [base_s, tiny_s]}
     cache.write_text(json.dumps(out))
     return out
@@ -208,7 +210,7 @@ def line(name: str, m: dict) -> str:
 
 
 def load_pieces(work: Path, seeds: list[int], harder_seeds: list[int], minutes: float, when: str,
-                settings: dict | None = None, kinds: tuple[str, ...] = HARDER) -> list[dict]:
+                settings: dict | None = None, kinds: tuple[str, ...] = HARDER, beam_size: int = BEAM_SIZE) -> list[dict]:
     """Every scored piece of every set (gen-audio per seed, then the harder copies), each with its
     signals as the shipped pipeline gives them and, in ``_fit``, with the second opinion asked everywhere."""
     base_config = FilterConfig(**{**(settings or {}), **WITHOUT_CONFIDENCE})  # the rules, the confidence off
@@ -228,7 +230,8 @@ def load_pieces(work: Path, seeds: list[int], harder_seeds: list[int], minutes: 
         truth = gold(raw)
         segs = segments_of(sorted(p for p in raw.iterdir() if p.suffix in (".wav", ".flac")))
         start = time.perf_counter()
-        got = labelled(raw, work / f"labels-{raw.name.removeprefix('gen-')}.json", segs)
+        beam = "" if beam_size == 1 else f"-beam{beam_size}"  # greedy labels keep the caches' first name
+        got = labelled(raw, work / f"labels-{raw.name.removeprefix('gen-')}{beam}.json", segs, beam_size)
         name = f"{seed}-{kind}" if kind else str(seed)
         print(f"seed {name}: {len(segs)} files, {sum(len(s) for *_, s in segs.values())} segments, labels "
               f"{time.perf_counter() - start:.1f} s (base {got['seconds'][0]:.1f} s, tiny.en {got['seconds'][1]:.1f} s "
@@ -296,8 +299,8 @@ def write_shipped(model, threshold: float, args, n_fitted: int, n_judged: int) -
     text = f'''"""The shipped combined confidence (``FilterConfig.confidence_model`` and ``min_confidence``).
 
 Fitted by ``bench/fit_confidence.py --seeds {args.seeds} --harder {args.harder} --harder-seeds
-{args.harder_seeds} --minutes {args.minutes:g} --when {args.when} --target {args.target} --fit-on {args.fit_on}{settings}``
-on gen-audio gold only (reference/gen_audio.py: its voices, texts and four domains, and harder copies:
+{args.harder_seeds} --minutes {args.minutes:g} --when {args.when} --target {args.target} --fit-on {args.fit_on}
+--beam-size {args.beam_size}{settings}`` on gen-audio gold only (reference/gen_audio.py: its voices, texts and four domains, and harder copies:
 {args.harder}; see ``harder`` there; {n_fitted} trimmed pieces ({args.fit_on}: the other default rules
 let {n_judged} through)), never on bench/holdout.py's set. The threshold was chosen on
 leave-one-domain-out scores (each piece scored by a model fitted without its domain) for a kept
@@ -306,7 +309,8 @@ share of WER > 0.3 of at most {args.target:.0%}.
 
 MODEL = {json.dumps(fitted, indent=4)}
 THRESHOLD = {round(threshold, 4)}
-MODEL_NAME = "base"  # the labels it was fitted on; a build with another model has it off
+MODEL_NAME = "base"  # the labels it was fitted on; a build with another model ...
+BEAM_SIZE = {args.beam_size}  # ... or another first-pass beam width has it off
 '''
     out = Path(__file__).resolve().parents[1] / "pipelines" / "shipped_confidence.py"
     out.write_text(text)
@@ -328,6 +332,9 @@ def main() -> int:
     parser.add_argument("--set", action="append", default=[], metavar="SETTING=VALUE",
                         help="a filter setting other than its default, for the rules under the model "
                              "(e.g. trim_disputed_prob=0.6; repeatable)")
+    parser.add_argument("--beam-size", type=int, default=BEAM_SIZE,
+                        help="base's first-pass beam width (the build's default: %(default)s); tiny.en's second "
+                             "opinion is greedy, as in a build")
     parser.add_argument("--write", action="store_true", help="write pipelines/shipped_confidence.py")
     args = parser.parse_args()
     ints = lambda text: [int(s) for s in text.split(",") if s]  # noqa: E731
@@ -337,7 +344,7 @@ def main() -> int:
     if unknown:
         parser.error(f"--harder: unknown kind(s) {', '.join(unknown)}; known: {', '.join(HARDER)}")
     rows = load_pieces(Path(args.work), ints(args.seeds), ints(args.harder_seeds), args.minutes, args.when, settings,
-                       kinds)
+                       kinds, args.beam_size)
     cand = [r for r in rows if r["decision"] == "keep"]
     extra = [r for r in rows if r["decision"] != "keep" and r["nref"]] if args.fit_on == "all" else []
     print(f"\n{len(rows)} pieces, {len(cand)} let through by the other rules; WER > {BAD}: "

@@ -3,7 +3,8 @@
 Generates ``bench/holdout.py``'s set (voices, texts and degradations gen-audio and calibration
 never saw; foreign sentences inside English recordings; files with no speech), segments it as the
 build does (Silero VAD + ``pack_segments`` with the default ``segment`` config), labels every
-segment with ``tiny.en`` and with ``base`` (language per segment and per phrase), and puts the
+segment with ``tiny.en`` (greedy) and with ``base`` (beam search as a build decodes it, language per
+segment and per phrase; and greedily, to show what beam search changes), and puts the
 labels through the build's own stages (``TrimStage``, ``AssignSplits``, ``FilterStage``: trimming,
 every filter rule, then ``manifest_row``) under several filter configs. Nothing is fitted here: the thresholds are the
 shipped defaults.
@@ -39,10 +40,11 @@ from corpus.text import char_error_rate, normalize_text, word_error_rate  # noqa
 from pipelines import agreement  # noqa: E402
 from pipelines.asr import WhisperLabeler, speech_timestamps  # noqa: E402
 from pipelines.decide import AssignSplits, FilterStage, TrimStage  # noqa: E402
-from pipelines.config import BuildConfig, FilterConfig, SegmentConfig  # noqa: E402
+from pipelines.config import BuildConfig, FilterConfig, ModelConfig, SegmentConfig  # noqa: E402
 from pipelines.segment import pack_segments  # noqa: E402
 
 BAD, GOOD = 0.3, 0.1
+BEAM_SIZE = ModelConfig().beam_size  # base's first pass, as a build decodes it
 # the filter as it was before issue 12 (rules added since switched off), and the field's
 TODAY = dict(trim=False, min_unique_word_ratio=0.0, max_word_chars=1000, phantom_max_dbfs=-200.0,
              phantom_min_no_speech_prob=1.0, max_chars_per_second=30.0, min_confidence=0.0,
@@ -157,7 +159,7 @@ def main() -> int:
     parser.add_argument("--labels-cache", help="labels and timings saved here, and read back when present "
                         "(to re-score without decoding again; the timings are the first run's)")
     parser.add_argument("--relabel-base", action="store_true", help="with --labels-cache: decode with base again "
-                        "(tiny.en labels and the second opinions are reused)")
+                        "(tiny.en's labels are reused)")
     parser.add_argument("--rows", help="write every manifest row, scored, here (JSON lines)")
     parser.add_argument("--set", action="append", default=[], metavar="SETTING=VALUE",
                         help="a filter setting other than its default, in every config (repeatable)")
@@ -174,32 +176,35 @@ def main() -> int:
           f"({sum(t.get('language', 'en') != 'en' for t in truth)} foreign), {sum(len(s) for *_, s in segs.values())} segments")
 
     cache = Path(args.labels_cache) if args.labels_cache else None
-    if cache and cache.exists():
-        saved = json.loads(cache.read_text())
-        back = lambda d: {rid: {int(i): lab for i, lab in labs.items()} for rid, labs in d.items()}  # noqa: E731
-        tiny_labels, base_labels, second_labels = (back(saved[k]) for k in ("tiny", "base", "second"))
-        tiny_s, base_s, second_s, lang_s, phrase_s = saved["seconds"]
-        uncertain = {rid: sorted(labs) for rid, labs in second_labels.items()}
-        if args.relabel_base:
-            base = WhisperLabeler(model="base", batch_size=8)
-            base_labels, base_s = label_all(segs, base)
-            lang_s, phrase_s = base.language_seconds, base.phrase_language_seconds
-            cache.write_text(json.dumps({"tiny": tiny_labels, "base": base_labels, "second": second_labels,
-                                         "seconds": [tiny_s, base_s, second_s, lang_s, phrase_s]}))
+    saved = json.loads(cache.read_text()) if cache and cache.exists() else {}
+    back = lambda d: {rid: {int(i): lab for i, lab in labs.items()} for rid, labs in d.items()}  # noqa: E731
+    if saved.get("beam_size") != BEAM_SIZE:  # a cache from before the first pass used beam search: its base is greedy
+        saved = {}
+    if saved and not args.relabel_base:
+        tiny_labels, base_labels, greedy_labels, second_labels = (back(saved[k]) for k in ("tiny", "base", "greedy", "second"))
+        tiny_s, base_s, greedy_s, second_s, lang_s, phrase_s = saved["seconds"]
     else:
-        tiny = WhisperLabeler(model="tiny.en", batch_size=8)
-        tiny_labels, tiny_s = label_all(segs, tiny)
-        base = WhisperLabeler(model="base", batch_size=8)
+        # tiny.en greedily: the field's first pass, and the second opinion as a build asks it
+        tiny_labels, tiny_s = (back(saved["tiny"]), saved["seconds"][0]) if saved else \
+            label_all(segs, WhisperLabeler(model="tiny.en", batch_size=8, beam_size=1))
+        # base greedily (the first pass before beam search: its labels, and its decode's cost) ...
+        greedy = WhisperLabeler(model="base", batch_size=8, beam_size=1)
+        greedy_labels, greedy_s = label_all(segs, greedy)
+        greedy_s -= greedy.language_seconds
+        # ... and as a build decodes it: beam search, language per segment and per phrase
+        base = WhisperLabeler(model="base", batch_size=8, beam_size=BEAM_SIZE)
         base_labels, base_s = label_all(segs, base)
         lang_s, phrase_s = base.language_seconds, base.phrase_language_seconds
         uncertain = {rid: [i for i, lab in labs.items()
                            if agreement.needs_second_opinion(lab, when="uncertain", max_word_prob=0.8)]
                      for rid, labs in base_labels.items()}
-        second = WhisperLabeler(model="tiny.en", batch_size=8)
+        second = WhisperLabeler(model="tiny.en", batch_size=8, beam_size=1, word_timestamps=False, language_id=False)
         second_labels, second_s = label_all(segs, second, only=uncertain)
         if cache:
-            cache.write_text(json.dumps({"tiny": tiny_labels, "base": base_labels, "second": second_labels,
-                                         "seconds": [tiny_s, base_s, second_s, lang_s, phrase_s]}))
+            cache.write_text(json.dumps({"beam_size": BEAM_SIZE, "tiny": tiny_labels, "base": base_labels,
+                                         "greedy": greedy_labels, "second": second_labels,
+                                         "seconds": [tiny_s, base_s, greedy_s, second_s, lang_s, phrase_s]}))
+    uncertain = {rid: sorted(labs) for rid, labs in second_labels.items()}
     agree_all = {rid: {i: {**lab, "agreement_cer": agreement.disagreement(lab["text"], tiny_labels[rid][i]["text"]),
                            "agreement_text": tiny_labels[rid][i]["text"]}
                        for i, lab in labs.items()} for rid, labs in base_labels.items()}
@@ -207,6 +212,13 @@ def main() -> int:
                            "agreement_text": second_labels[rid][i]["text"]} if i in second_labels[rid]
                        else {**lab, "agreement_cer": None} for i, lab in labs.items()}
                  for rid, labs in base_labels.items()}
+    # base decoded greedily, everything else as shipped (the second opinion, tiny.en's greedy label, where
+    # it is unsure): what beam search changes
+    greedy_unc = {rid: {i: {**lab, **({"agreement_cer": agreement.disagreement(lab["text"], tiny_labels[rid][i]["text"]),
+                                "agreement_text": tiny_labels[rid][i]["text"]}
+                               if agreement.needs_second_opinion(lab, when="uncertain", max_word_prob=0.8)
+                               else {"agreement_cer": None})}
+                        for i, lab in labs.items()} for rid, labs in greedy_labels.items()}
 
     # P(declared language) of every judged phrase, by seconds: what min_declared_language_probability cuts
     phr = []
@@ -232,6 +244,7 @@ def main() -> int:
                ("base+agr. all, no conf.", agree_all, FilterConfig(**no_conf)),
                ("base, no agreement, shipped conf.", base_labels, FilterConfig()),
                ("SHIPPED (base+agr. uncertain)", agree_unc, FilterConfig()),
+               ("shipped, but base greedy", greedy_unc, FilterConfig()),
                ("base+agr. all, shipped", agree_all, FilterConfig()),
                ("shipped, agreement CER <= 0.15", agree_unc, FilterConfig(max_agreement_cer=0.15)),
                ("shipped, agreement CER <= 0.10", agree_unc, FilterConfig(max_agreement_cer=0.10)),
@@ -273,7 +286,8 @@ def main() -> int:
 
     decode_s = base_s - lang_s
     unc_audio = sum(segs[rid][2][i][1] - segs[rid][2][i][0] for rid, idx in uncertain.items() for i in idx)
-    cost = {"tiny.en first pass": (tiny_s, tiny_s), "base first pass (decode only)": (decode_s, decode_s),
+    cost = {"tiny.en first pass, greedy": (tiny_s, tiny_s), "base first pass, greedy": (greedy_s, greedy_s),
+            f"base first pass, beam {BEAM_SIZE} (decode only)": (decode_s, decode_s),
             "+ language per segment": (lang_s - phrase_s, decode_s + lang_s - phrase_s),
             "+ language per phrase": (phrase_s, base_s),
             "+ agreement, uncertain only (tiny.en)": (second_s, base_s + second_s),

@@ -73,7 +73,7 @@ class WhisperLabeler:
     device: str = "auto"
     compute_type: str = "auto"
     batch_size: int = 8
-    beam_size: int = 1
+    beam_size: int = 5
     word_timestamps: bool = True
     cpu_threads: int = 0
     # second pass: clips whose first-pass avg_logprob lies in this band are decoded again, alone,
@@ -89,7 +89,8 @@ class WhisperLabeler:
     phrase_language_id: bool = True
     phrase_min_seconds: float = 1.0
     # agreement (pipelines.agreement): a second model decodes the clips the first pass is unsure of
-    # (mean word probability below agreement_max_word_prob; 'all': every clip); None: off
+    # (mean word probability below agreement_max_word_prob; 'all': every clip), greedily (the shipped
+    # confidence was fitted on greedy second opinions); None: off
     agreement_model: str | None = None
     agreement_when: str = "uncertain"
     agreement_max_word_prob: float = 0.8
@@ -126,7 +127,7 @@ class WhisperLabeler:
             if self.agreement_when not in ("uncertain", "all"):
                 raise ValueError(f"agreement_when must be 'uncertain' or 'all', got {self.agreement_when!r}")
             self._second = WhisperLabeler(model=self.agreement_model, device=self.device, compute_type=self.compute_type,
-                                          batch_size=self.batch_size, word_timestamps=False,
+                                          batch_size=self.batch_size, beam_size=1, word_timestamps=False,
                                           cpu_threads=self.cpu_threads, language_id=False)
             self.decode_params["agreement"] = {"model": self._second.model_id, "when": self.agreement_when,
                                                "max_word_prob": self.agreement_max_word_prob}

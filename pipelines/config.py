@@ -24,6 +24,7 @@ from corpus.schema import validate_name
 from corpus.store import validate_endpoint_url, validate_store_uri
 from corpus.splits import DEFAULT_FRACTIONS, check_fractions
 from pipelines.shipped_confidence import MODEL as SHIPPED_MODEL
+from pipelines.shipped_confidence import BEAM_SIZE as SHIPPED_FOR_BEAM
 from pipelines.shipped_confidence import MODEL_NAME as SHIPPED_FOR_MODEL
 from pipelines.shipped_confidence import THRESHOLD as SHIPPED_THRESHOLD
 
@@ -103,7 +104,9 @@ class ModelConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compute_type: str = Field("auto", description="auto: float16 on CUDA, int8 on CPU")
     batch_size: int = Field(8, ge=1, le=256)
-    beam_size: int = Field(1, ge=1, le=16)
+    beam_size: int = Field(5, ge=1, le=16, description="first-pass beam width; 5 (faster-whisper's own default) "
+                           "gave base more good labels than greedy on calibration gold (docs/PERFORMANCE.md); "
+                           "the shipped confidence was fitted on beam-5 labels")
     word_timestamps: bool = True
     cpu_threads: int = Field(0, ge=0, description="CTranslate2 threads per actor on CPU; 0 = the actor's CPUs")
     second_pass_band: tuple[float, float] | None = Field(
@@ -282,15 +285,17 @@ class BuildConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _shipped_confidence_for_its_model(cls, data):
-        # the shipped combined confidence was fitted on one model's labels (base, with tiny.en's
-        # second opinion); with another model it is off unless the config sets min_confidence
-        # (on gen-audio, a tiny.en build kept 69 s instead of 152 s with it on)
+        # the shipped combined confidence was fitted on one model's labels (base decoded with beam 5,
+        # with tiny.en's second opinion); with another model or beam width it is off unless the config
+        # sets min_confidence (on gen-audio, a tiny.en build kept 69 s instead of 152 s with it on)
         if not isinstance(data, dict):
             return data
         model, filt = data.get("model") or {}, data.get("filter") or {}
-        name = model.name if isinstance(model, ModelConfig) else model.get("name", DEFAULT_MODEL)
+        model = model.model_dump() if isinstance(model, ModelConfig) else model
+        name = model.get("name", DEFAULT_MODEL)
+        beam = model.get("beam_size", ModelConfig.model_fields["beam_size"].default)
         given = filt.model_fields_set if isinstance(filt, FilterConfig) else set(filt)
-        if name != SHIPPED_FOR_MODEL and "min_confidence" not in given:
+        if (name, beam) != (SHIPPED_FOR_MODEL, SHIPPED_FOR_BEAM) and "min_confidence" not in given:
             filt = filt.model_dump(exclude_unset=True) if isinstance(filt, FilterConfig) else dict(filt)
             data = {**data, "filter": {**filt, "min_confidence": 0.0}}
         return data

@@ -21,11 +21,16 @@ def test_defaults_and_resolved_config(tmp_path):
 
 def test_the_shipped_confidence_is_on_for_the_model_it_was_fitted_on_only(tmp_path):
     from pipelines.config import BuildConfig, FilterConfig
-    from pipelines.shipped_confidence import MODEL, MODEL_NAME, THRESHOLD
+    from pipelines.shipped_confidence import BEAM_SIZE, MODEL, MODEL_NAME, THRESHOLD
 
-    assert MODEL_NAME == "base"
-    shipped = load_config(_write(tmp_path, BASE)).filter
+    assert (MODEL_NAME, BEAM_SIZE) == ("base", 5)
+    config = load_config(_write(tmp_path, BASE))
+    assert config.model.beam_size == BEAM_SIZE, "fitted on the labels a default build decodes"
+    shipped = config.filter
     assert shipped.min_confidence == THRESHOLD and shipped.confidence_model == MODEL
+    greedy = load_config(_write(tmp_path, {**BASE, "model": {"beam_size": 1}}))
+    assert greedy.filter.min_confidence == 0.0, "off for greedy labels: their signals are not the ones it was fitted on"
+    assert BuildConfig(**BASE, model=greedy.model).filter.min_confidence == 0.0
     tiny = load_config(_write(tmp_path, {**BASE, "model": {"name": "tiny.en"}, "filter": {"min_avg_logprob": -0.5}}))
     assert tiny.filter.min_confidence == 0.0 and tiny.filter.min_avg_logprob == -0.5, "off for tiny.en's labels"
     chosen = load_config(_write(tmp_path, {**BASE, "model": {"name": "tiny.en"}, "filter": {"min_confidence": 0.5}}))
@@ -63,7 +68,7 @@ def test_flags_override_the_file(tmp_path):
 def test_label_key_follows_what_changes_labels(tmp_path):
     base = load_config(_write(tmp_path, BASE))
     assert base.label_key() == load_config(_write(tmp_path, BASE), device="cpu").label_key()
-    assert base.label_key() != load_config(_write(tmp_path, {**BASE, "model": {"beam_size": 5}})).label_key()
+    assert base.label_key() != load_config(_write(tmp_path, {**BASE, "model": {"beam_size": 1}})).label_key()
     assert base.label_key() != load_config(_write(tmp_path, {**BASE, "segment": {"max_seconds": 20}})).label_key()
     assert base.label_key() == load_config(_write(tmp_path, {**BASE, "filter": {"min_avg_logprob": -0.5}})).label_key()
 
