@@ -139,7 +139,8 @@ def label_bench(data: Path, model_dir: str, repeats: int, device: str = "cuda") 
     audio_s = sum(len(p) for _, p in files) / SAMPLE_RATE
     compute = "float16" if device == "cuda" else "int8"
     model = WhisperModel(model_dir, device=device, compute_type=compute)
-    common = dict(language="en", beam_size=1, temperature=0.0, word_timestamps=True,
+    # faster-whisper alone decodes as a build (and WhisperLabeler) does by default: the same beam width
+    common = dict(language="en", beam_size=WhisperLabeler.beam_size, temperature=0.0, word_timestamps=True,
                   condition_on_previous_text=False)
     results: dict = {"audio_seconds": audio_s, "files": len(files), "model": Path(model_dir).name,
                      "compute_type": compute}

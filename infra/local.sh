@@ -36,8 +36,14 @@ free_port() {  # Ray's agents default to fixed ports (52365 ...): another Ray on
   python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-wait_http() {  # url, what, seconds
-  for _ in $(seq 1 "$3"); do answers "$1" && return 0; sleep 1; done
+wait_http() {  # url, what, seconds[, pid file of the server: its death ends the wait]
+  for _ in $(seq 1 "$3"); do
+    if [ -n "${4:-}" ] && ! kill -0 "$(cat "$dir/$4")" 2>/dev/null; then
+      # e.g. its port was taken: then whatever answers there is not this server
+      echo "$2 exited before it answered at $1: $(tail -n 2 "$dir/${4%.pid}.log" 2>/dev/null)" >&2; return 1
+    fi
+    answers "$1" && return 0; sleep 1
+  done
   echo "$2 did not come up at $1 (logs in $dir)" >&2; return 1
 }
 
@@ -48,6 +54,15 @@ start() {
     PREFECT_SERVER_UI_API_URL="http://127.0.0.1:$PREFECT_PORT/api" \
     setsid nohup prefect server start --host 127.0.0.1 --port "$PREFECT_PORT" >"$dir/prefect.log" 2>&1 &
   echo $! >"$dir/prefect.pid"
+  if [ "$s3" = 1 ]; then
+    echo "S3 endpoint (moto) on http://127.0.0.1:$S3_PORT ..."
+    setsid nohup moto_server -H 127.0.0.1 -p "$S3_PORT" >"$dir/s3.log" 2>&1 &
+    echo $! >"$dir/s3.pid"
+  fi
+  # the servers on the given ports answer before Ray starts: Ray's agents take free ports of their
+  # own, and one of them could otherwise be a port given here that no server had bound yet
+  wait_http "http://127.0.0.1:$PREFECT_PORT/api/health" "prefect server" 120 prefect.pid
+  if [ "$s3" = 1 ]; then wait_http "http://127.0.0.1:$S3_PORT/moto-api/" "S3 endpoint" 60 s3.pid; fi
   echo "ray head on 127.0.0.1:$RAY_PORT, dashboard http://127.0.0.1:$RAY_DASHBOARD_PORT ..."
   # token auth, always: the token lives in ~/.ray/auth_token and clients with RAY_AUTH_MODE=token send it
   export RAY_AUTH_MODE=token
@@ -62,12 +77,6 @@ start() {
     --dashboard-agent-listen-port "$(free_port)" --dashboard-agent-grpc-port "$(free_port)" \
     --metrics-export-port "$(free_port)" --runtime-env-agent-port "$(free_port)" \
     --ray-client-server-port "$(free_port)" >"$dir/ray.log" 2>&1 || { cat "$dir/ray.log" >&2; exit 1; }
-  if [ "$s3" = 1 ]; then
-    echo "S3 endpoint (moto) on http://127.0.0.1:$S3_PORT ..."
-    setsid nohup moto_server -H 127.0.0.1 -p "$S3_PORT" >"$dir/s3.log" 2>&1 &
-    echo $! >"$dir/s3.pid"
-  fi
-  wait_http "http://127.0.0.1:$PREFECT_PORT/api/health" "prefect server" 120
   wait_http "http://127.0.0.1:$RAY_DASHBOARD_PORT/api/version" "ray dashboard" 60
   {
     echo "export PREFECT_API_URL=http://127.0.0.1:$PREFECT_PORT/api"
@@ -75,7 +84,6 @@ start() {
     echo "export RAY_DASHBOARD_URL=http://127.0.0.1:$RAY_DASHBOARD_PORT"
     echo "export RAY_AUTH_MODE=token   # ray start turns token auth on; clients send ~/.ray/auth_token"
     if [ "$s3" = 1 ]; then
-      wait_http "http://127.0.0.1:$S3_PORT/moto-api/" "S3 endpoint" 60
       echo "export AWS_ENDPOINT_URL=http://127.0.0.1:$S3_PORT"
       echo "export AWS_ACCESS_KEY_ID=\${AWS_ACCESS_KEY_ID:-local} AWS_SECRET_ACCESS_KEY=\${AWS_SECRET_ACCESS_KEY:-local}"
       echo "export AWS_DEFAULT_REGION=\${AWS_DEFAULT_REGION:-us-east-1} AWS_EC2_METADATA_DISABLED=true"

@@ -46,13 +46,18 @@ def _env_file(path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("stack")
-    ports = {"PREFECT_PORT": _free_port(), "RAY_PORT": _free_port(), "RAY_DASHBOARD_PORT": _free_port(),
-             "S3_PORT": _free_port()}
-    env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "NUM_CPUS": "2"}
-    env.pop("PREFECT_API_URL", None)
-    start = subprocess.run(["bash", str(ROOT / "infra/local.sh"), "start", "--dir", str(folder), "--s3"], env=env,
-                           capture_output=True, text=True, timeout=300)
+    for attempt in range(3):  # a free port can be taken by another process before its server binds it
+        folder = tmp_path_factory.mktemp("stack")
+        ports = {"PREFECT_PORT": _free_port(), "RAY_PORT": _free_port(), "RAY_DASHBOARD_PORT": _free_port(),
+                 "S3_PORT": _free_port()}
+        env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "NUM_CPUS": "2"}
+        env.pop("PREFECT_API_URL", None)
+        start = subprocess.run(["bash", str(ROOT / "infra/local.sh"), "start", "--dir", str(folder), "--s3"],
+                               env=env, capture_output=True, text=True, timeout=300)
+        if start.returncode == 0 or "exited before it answered" not in start.stderr or attempt == 2:
+            break
+        subprocess.run(["bash", str(ROOT / "infra/local.sh"), "stop", "--dir", str(folder)], env=env,
+                       capture_output=True, text=True, timeout=120)
     try:
         assert start.returncode == 0, start.stdout + start.stderr
         yield {**env, **_env_file(folder / "env"), "_dir": str(folder), **{k: str(v) for k, v in ports.items()}}
