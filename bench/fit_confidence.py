@@ -35,9 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.espeak_words import EspeakWords  # noqa: E402
 from bench.quality import figures, gold_words, label_all, manifest, score, segments_of  # noqa: E402
 from pipelines import agreement  # noqa: E402
-from pipelines.asr import WhisperLabeler  # noqa: E402
+from pipelines.asr import WhisperLabeler, default_beam_size  # noqa: E402
 from pipelines.confidence import FEATURES, feature_values, fit  # noqa: E402
-from pipelines.config import FilterConfig, ModelConfig  # noqa: E402
+from pipelines.config import FilterConfig  # noqa: E402
 from reference import gen_audio  # noqa: E402
 
 BAD = 0.3
@@ -45,7 +45,7 @@ BAD = 0.3
 # (a scale under 1 dB) and a weight on it would be extrapolated wildly on audio recorded at any level
 SHIPPED_FEATURES = tuple(f for f in FEATURES if f != "rms_dbfs")
 WITHOUT_CONFIDENCE = dict(min_confidence=0.0, confidence_model=None)
-BEAM_SIZE = ModelConfig().beam_size  # base's first pass, as a build decodes it by default
+BEAM_SIZE = default_beam_size(multilingual=True)  # base's first pass, as a build decodes it by default
 
 
 def gold(raw: Path) -> list[dict]:
@@ -210,7 +210,8 @@ def line(name: str, m: dict) -> str:
 
 
 def load_pieces(work: Path, seeds: list[int], harder_seeds: list[int], minutes: float, when: str,
-                settings: dict | None = None, kinds: tuple[str, ...] = HARDER, beam_size: int = BEAM_SIZE) -> list[dict]:
+                settings: dict | None = None, kinds: tuple[str, ...] = HARDER,
+                beam_size: int = BEAM_SIZE) -> list[dict]:
     """Every scored piece of every set (gen-audio per seed, then the harder copies), each with its
     signals as the shipped pipeline gives them and, in ``_fit``, with the second opinion asked everywhere."""
     base_config = FilterConfig(**{**(settings or {}), **WITHOUT_CONFIDENCE})  # the rules, the confidence off

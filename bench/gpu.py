@@ -132,7 +132,7 @@ def _timed(fn, files, repeats: int) -> tuple[float, float]:
 def label_bench(data: Path, model_dir: str, repeats: int, device: str = "cuda") -> dict:
     from faster_whisper import BatchedInferencePipeline, WhisperModel
 
-    from pipelines.asr import WhisperLabeler, speech_timestamps
+    from pipelines.asr import WhisperLabeler, default_beam_size, speech_timestamps
     from pipelines.segment import pack_segments
 
     files = _load_audio(data)
@@ -140,8 +140,8 @@ def label_bench(data: Path, model_dir: str, repeats: int, device: str = "cuda") 
     compute = "float16" if device == "cuda" else "int8"
     model = WhisperModel(model_dir, device=device, compute_type=compute)
     # faster-whisper alone decodes as a build (and WhisperLabeler) does by default: the same beam width
-    common = dict(language="en", beam_size=WhisperLabeler.beam_size, temperature=0.0, word_timestamps=True,
-                  condition_on_previous_text=False)
+    common = dict(language="en", beam_size=default_beam_size(model.model.is_multilingual), temperature=0.0,
+                  word_timestamps=True, condition_on_previous_text=False)
     results: dict = {"audio_seconds": audio_s, "files": len(files), "model": Path(model_dir).name,
                      "compute_type": compute}
 

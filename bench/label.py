@@ -31,13 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from corpus.audio import decode  # noqa: E402
-from pipelines.config import ModelConfig  # noqa: E402
+from pipelines.asr import default_beam_size  # noqa: E402
 from reference.gen_audio import DOMAINS, generate  # noqa: E402
 
 
-# faster-whisper alone decodes as a build does by default (the same beam width on both sides)
-DECODE = dict(language="en", beam_size=ModelConfig().beam_size, temperature=0.0, word_timestamps=True,
-              without_timestamps=True, condition_on_previous_text=False)
+# faster-whisper alone decodes as a build with tiny.en (English-only) does by default: the same beam width
+DECODE = dict(language="en", beam_size=default_beam_size(multilingual=False), temperature=0.0,
+              word_timestamps=True, without_timestamps=True, condition_on_previous_text=False)
 
 
 def _model(threads: int, device: str):

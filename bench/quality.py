@@ -38,13 +38,13 @@ from corpus.audio import decode  # noqa: E402
 from corpus.schema import Label, Recording, Segment, manifest_row, segment_id  # noqa: E402
 from corpus.text import char_error_rate, normalize_text, word_error_rate  # noqa: E402
 from pipelines import agreement  # noqa: E402
-from pipelines.asr import WhisperLabeler, speech_timestamps  # noqa: E402
+from pipelines.asr import WhisperLabeler, default_beam_size, speech_timestamps  # noqa: E402
 from pipelines.decide import AssignSplits, FilterStage, TrimStage  # noqa: E402
-from pipelines.config import BuildConfig, FilterConfig, ModelConfig, SegmentConfig  # noqa: E402
+from pipelines.config import BuildConfig, FilterConfig, SegmentConfig  # noqa: E402
 from pipelines.segment import pack_segments  # noqa: E402
 
 BAD, GOOD = 0.3, 0.1
-BEAM_SIZE = ModelConfig().beam_size  # base's first pass, as a build decodes it
+BEAM_SIZE = default_beam_size(multilingual=True)  # base's first pass, as a build decodes it
 # the filter as it was before issue 12 (rules added since switched off), and the field's
 TODAY = dict(trim=False, min_unique_word_ratio=0.0, max_word_chars=1000, phantom_max_dbfs=-200.0,
              phantom_min_no_speech_prob=1.0, max_chars_per_second=30.0, min_confidence=0.0,
@@ -181,7 +181,8 @@ def main() -> int:
     if saved.get("beam_size") != BEAM_SIZE:  # a cache from before the first pass used beam search: its base is greedy
         saved = {}
     if saved and not args.relabel_base:
-        tiny_labels, base_labels, greedy_labels, second_labels = (back(saved[k]) for k in ("tiny", "base", "greedy", "second"))
+        tiny_labels, base_labels, greedy_labels, second_labels = (back(saved[k])
+                                                                  for k in ("tiny", "base", "greedy", "second"))
         tiny_s, base_s, greedy_s, second_s, lang_s, phrase_s = saved["seconds"]
     else:
         # tiny.en greedily: the field's first pass, and the second opinion as a build asks it
@@ -214,11 +215,13 @@ def main() -> int:
                  for rid, labs in base_labels.items()}
     # base decoded greedily, everything else as shipped (the second opinion, tiny.en's greedy label, where
     # it is unsure): what beam search changes
-    greedy_unc = {rid: {i: {**lab, **({"agreement_cer": agreement.disagreement(lab["text"], tiny_labels[rid][i]["text"]),
-                                "agreement_text": tiny_labels[rid][i]["text"]}
-                               if agreement.needs_second_opinion(lab, when="uncertain", max_word_prob=0.8)
-                               else {"agreement_cer": None})}
-                        for i, lab in labs.items()} for rid, labs in greedy_labels.items()}
+    def greedy_second(lab: dict, other: str) -> dict:
+        if agreement.needs_second_opinion(lab, when="uncertain", max_word_prob=0.8):
+            return {**lab, "agreement_cer": agreement.disagreement(lab["text"], other), "agreement_text": other}
+        return {**lab, "agreement_cer": None}
+
+    greedy_unc = {rid: {i: greedy_second(lab, tiny_labels[rid][i]["text"]) for i, lab in labs.items()}
+                  for rid, labs in greedy_labels.items()}
 
     # P(declared language) of every judged phrase, by seconds: what min_declared_language_probability cuts
     phr = []

@@ -65,6 +65,15 @@ def _seconds_of(samples: int) -> float:
     return t
 
 
+def default_beam_size(multilingual: bool) -> int:
+    """The first pass's beam width when the config names none: 5 (faster-whisper's own default) for a
+    multilingual model, whose language ID catches foreign speech; greedy for an English-only one, whose
+    only sign of foreign speech is low word probabilities, which beam search raises (the fixtures'
+    ru/es/fr/de speech with tiny.en: mean word probability 0.17-0.39 greedy, 0.32-0.60 with beam 5,
+    "Thank you very much." for French). Measured for base on calibration gold: docs/PERFORMANCE.md."""
+    return 5 if multilingual else 1
+
+
 @dataclass
 class WhisperLabeler:
     """A faster-whisper model loaded once; ``label()`` many recordings with it."""
@@ -73,7 +82,7 @@ class WhisperLabeler:
     device: str = "auto"
     compute_type: str = "auto"
     batch_size: int = 8
-    beam_size: int = 5
+    beam_size: int | None = None  # None: default_beam_size(the model's languages), known once it is loaded
     word_timestamps: bool = True
     cpu_threads: int = 0
     # second pass: clips whose first-pass avg_logprob lies in this band are decoded again, alone,
@@ -107,6 +116,8 @@ class WhisperLabeler:
             raise RuntimeError(f"cannot load faster-whisper model {self.model!r} ({self.model_path}): {err}") from err
         self._pipeline = BatchedInferencePipeline(self._model)
         self.multilingual = bool(self._model.model.is_multilingual)
+        if self.beam_size is None:
+            self.beam_size = default_beam_size(self.multilingual)
         self.model_id = f"faster-whisper:{Path(self.model_path).name if Path(self.model_path).is_dir() else self.model}"
         self.decode_params = {"batch_size": self.batch_size, "beam_size": self.beam_size, "temperature": 0.0,
                               "without_timestamps": True, "word_timestamps": self.word_timestamps,

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from corpus.schema import validate_name
 from corpus.store import validate_endpoint_url, validate_store_uri
 from corpus.splits import DEFAULT_FRACTIONS, check_fractions
+from pipelines.asr import default_beam_size
 from pipelines.shipped_confidence import MODEL as SHIPPED_MODEL
 from pipelines.shipped_confidence import BEAM_SIZE as SHIPPED_FOR_BEAM
 from pipelines.shipped_confidence import MODEL_NAME as SHIPPED_FOR_MODEL
@@ -104,9 +105,10 @@ class ModelConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compute_type: str = Field("auto", description="auto: float16 on CUDA, int8 on CPU")
     batch_size: int = Field(8, ge=1, le=256)
-    beam_size: int = Field(5, ge=1, le=16, description="first-pass beam width; 5 (faster-whisper's own default) "
-                           "gave base more good labels than greedy on calibration gold (docs/PERFORMANCE.md); "
-                           "the shipped confidence was fitted on beam-5 labels")
+    beam_size: int | None = Field(None, ge=1, le=16, description="first-pass beam width; null: 5 for a "
+                                  "multilingual model (base: more good labels than greedy on calibration gold, "
+                                  "docs/PERFORMANCE.md; the shipped confidence was fitted on them), 1 for an "
+                                  "English-only one (beam search makes its English for foreign speech confident)")
     word_timestamps: bool = True
     cpu_threads: int = Field(0, ge=0, description="CTranslate2 threads per actor on CPU; 0 = the actor's CPUs")
     second_pass_band: tuple[float, float] | None = Field(
@@ -293,7 +295,7 @@ class BuildConfig(_Strict):
         model, filt = data.get("model") or {}, data.get("filter") or {}
         model = model.model_dump() if isinstance(model, ModelConfig) else model
         name = model.get("name", DEFAULT_MODEL)
-        beam = model.get("beam_size", ModelConfig.model_fields["beam_size"].default)
+        beam = model.get("beam_size") or default_beam_size(multilingual=True)  # none given: base's default
         given = filt.model_fields_set if isinstance(filt, FilterConfig) else set(filt)
         if (name, beam) != (SHIPPED_FOR_MODEL, SHIPPED_FOR_BEAM) and "min_confidence" not in given:
             filt = filt.model_dump(exclude_unset=True) if isinstance(filt, FilterConfig) else dict(filt)

@@ -21,11 +21,15 @@ def test_defaults_and_resolved_config(tmp_path):
 
 def test_the_shipped_confidence_is_on_for_the_model_it_was_fitted_on_only(tmp_path):
     from pipelines.config import BuildConfig, FilterConfig
+    from pipelines.asr import default_beam_size
     from pipelines.shipped_confidence import BEAM_SIZE, MODEL, MODEL_NAME, THRESHOLD
 
     assert (MODEL_NAME, BEAM_SIZE) == ("base", 5)
     config = load_config(_write(tmp_path, BASE))
-    assert config.model.beam_size == BEAM_SIZE, "fitted on the labels a default build decodes"
+    assert config.model.beam_size is None and default_beam_size(multilingual=True) == BEAM_SIZE, \
+        "fitted on the labels a default build decodes"
+    assert default_beam_size(multilingual=False) == 1, "an English-only model decodes greedily by default"
+    assert load_config(_write(tmp_path, {**BASE, "model": {"beam_size": 5}})).filter.min_confidence == THRESHOLD
     shipped = config.filter
     assert shipped.min_confidence == THRESHOLD and shipped.confidence_model == MODEL
     greedy = load_config(_write(tmp_path, {**BASE, "model": {"beam_size": 1}}))

@@ -9,6 +9,7 @@ import pytest
 
 from corpus.audio import decode
 from corpus.text import char_error_rate
+from pipelines.agreement import mean_word_prob
 from pipelines.asr import WhisperLabeler, speech_timestamps
 from pipelines.config import FilterConfig
 from pipelines.filter import decide
@@ -77,7 +78,9 @@ def test_a_foreign_sentence_inside_english_is_cut_out(base, fixtures_dir):
         mid = (p["start"] + p["end"]) / 2
         if p["trim_reason"] is None:
             assert not german_span[0] + 0.5 < mid < german_span[1] - 0.5, "no kept piece inside the German"
-            assert decide(p, FilterConfig())[0] == "keep", p
+            # judged as the build judges its manifest row: with the piece's mean word probability
+            row = {**p, "mean_word_prob": mean_word_prob(p), "declared_language": "en"}
+            assert decide(row, FilterConfig())[0] == "keep", row
 
 
 def test_a_second_opinion_agrees_on_clear_speech_and_is_asked_only_when_unsure(fixtures_dir):
