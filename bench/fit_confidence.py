@@ -33,8 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.espeak_words import EspeakWords  # noqa: E402
-from bench.quality import figures, gold_words, label_all, manifest, score, segments_of  # noqa: E402
-from pipelines import agreement  # noqa: E402
+from bench.quality import figures, gold_words, label_all, manifest, score, segments_of, with_agreement  # noqa: E402
 from pipelines.asr import WhisperLabeler, default_beam_size  # noqa: E402
 from pipelines.confidence import FEATURES, feature_values, fit  # noqa: E402
 from pipelines.config import FilterConfig  # noqa: E402
@@ -120,20 +119,6 @@ def labelled(raw: Path, cache: Path, segs: dict, beam_size: int) -> dict:
     tiny_labels, tiny_s = label_all(segs, WhisperLabeler(model="tiny.en", batch_size=8, beam_size=1))
     out = {"base": base_labels, "tiny": tiny_labels, "seconds": [base_s, tiny_s]}
     cache.write_text(json.dumps(out))
-    return out
-
-
-def with_agreement(base: dict, tiny: dict, when: str) -> dict:
-    out = {}
-    for rid, labs in base.items():
-        out[rid] = {}
-        for i, lab in labs.items():
-            if agreement.needs_second_opinion(lab, when=when, max_word_prob=0.8):
-                other = tiny[rid][i]["text"]
-                out[rid][i] = {**lab, "agreement_cer": agreement.disagreement(lab["text"], other),
-                               "agreement_text": other}
-            else:
-                out[rid][i] = {**lab, "agreement_cer": None}
     return out
 
 

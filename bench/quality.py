@@ -80,6 +80,22 @@ def label_all(segs: dict, labeler: WhisperLabeler, only: dict[str, list[int]] | 
     return labels, time.perf_counter() - start
 
 
+def with_agreement(first: dict, second: dict, when: str) -> dict:
+    """The first pass's labels with the second opinion's agreement where a build asks for it (``when``:
+    'uncertain' or 'all'); elsewhere ``agreement_cer`` is None."""
+    out = {}
+    for rid, labs in first.items():
+        out[rid] = {}
+        for i, lab in labs.items():
+            if agreement.needs_second_opinion(lab, when=when, max_word_prob=0.8):
+                other = second[rid][i]["text"]
+                out[rid][i] = {**lab, "agreement_cer": agreement.disagreement(lab["text"], other),
+                               "agreement_text": other}
+            else:
+                out[rid][i] = {**lab, "agreement_cer": None}
+    return out
+
+
 def manifest(segs: dict, labels: dict, filt: FilterConfig, raw: Path) -> list[dict]:
     config = BuildConfig(release="quality", sources=[{"uri": str(raw), "domain": "holdout"}], filter=filt)
     recordings = [Recording(file_key=rid, recording_id=rid, uri=f.as_uri(), source_uri=raw.as_uri(), key=f.name,
@@ -206,22 +222,11 @@ def main() -> int:
                                          "greedy": greedy_labels, "second": second_labels,
                                          "seconds": [tiny_s, base_s, greedy_s, second_s, lang_s, phrase_s]}))
     uncertain = {rid: sorted(labs) for rid, labs in second_labels.items()}
-    agree_all = {rid: {i: {**lab, "agreement_cer": agreement.disagreement(lab["text"], tiny_labels[rid][i]["text"]),
-                           "agreement_text": tiny_labels[rid][i]["text"]}
-                       for i, lab in labs.items()} for rid, labs in base_labels.items()}
-    agree_unc = {rid: {i: {**lab, "agreement_cer": agreement.disagreement(lab["text"], second_labels[rid][i]["text"]),
-                           "agreement_text": second_labels[rid][i]["text"]} if i in second_labels[rid]
-                       else {**lab, "agreement_cer": None} for i, lab in labs.items()}
-                 for rid, labs in base_labels.items()}
+    agree_all = with_agreement(base_labels, tiny_labels, "all")
+    agree_unc = with_agreement(base_labels, second_labels, "uncertain")
     # base decoded greedily, everything else as shipped (the second opinion, tiny.en's greedy label, where
     # it is unsure): what beam search changes
-    def greedy_second(lab: dict, other: str) -> dict:
-        if agreement.needs_second_opinion(lab, when="uncertain", max_word_prob=0.8):
-            return {**lab, "agreement_cer": agreement.disagreement(lab["text"], other), "agreement_text": other}
-        return {**lab, "agreement_cer": None}
-
-    greedy_unc = {rid: {i: greedy_second(lab, tiny_labels[rid][i]["text"]) for i, lab in labs.items()}
-                  for rid, labs in greedy_labels.items()}
+    greedy_unc = with_agreement(greedy_labels, tiny_labels, "uncertain")
 
     # P(declared language) of every judged phrase, by seconds: what min_declared_language_probability cuts
     phr = []

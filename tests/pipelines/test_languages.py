@@ -60,6 +60,17 @@ def test_base_names_the_language_and_labels_in_it(base, fixtures_dir):
     print("CER per fixture:", {k: round(v, 3) for k, v in cers.items()})
 
 
+def test_base_decodes_with_beam_search_and_english_only_models_greedily_by_default(base, fixtures_dir):
+    jfk = decode(fixtures_dir / "faster-whisper" / "jfk.flac")
+    (label,) = base.label(jfk.pcm, [(0.0, jfk.duration)], language="en")
+    assert base.beam_size == 5 and json.loads(label["decode_params"])["beam_size"] == 5, "multilingual: beam 5"
+    assert "ask not what your country can do for you" in label["text"].lower()
+    unsure = WhisperLabeler(model="base", batch_size=4, agreement_model="tiny.en", phrase_language_id=False)
+    assert unsure._second.beam_size == 1, "the second opinion stays greedy (the confidence was fitted on it)"
+    assert WhisperLabeler(model="tiny.en", batch_size=4).beam_size == 1, "English-only: greedy"
+    assert WhisperLabeler(model="tiny.en", batch_size=4, beam_size=3).beam_size == 3, "a beam the config names"
+
+
 def test_a_foreign_sentence_inside_english_is_cut_out(base, fixtures_dir):
     english = decode(fixtures_dir / "leopard" / "test.wav").pcm
     german = decode(fixtures_dir / "leopard" / "test_de.wav").pcm
