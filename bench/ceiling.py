@@ -31,20 +31,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.quality import is_bad, is_good  # noqa: E402
 from pipelines.confidence import ConfidenceModel, fit  # noqa: E402
 from pipelines.config import FilterConfig  # noqa: E402
 
-BAD, GOOD = 0.3, 0.1
 L2S, BAD_WEIGHTS = (0.1, 1.0, 10.0), (1, 3, 10)  # the fits tried on the set itself
 CONFIG = "SHIPPED (base+agr. uncertain)"  # bench/quality.py's config with the shipped defaults
 
 
-def is_bad(row: dict) -> bool:
-    return row["wer"] > BAD or bool(row["foreign"]) or bool(row["nospeech"])
-
-
-def is_good(row: dict) -> bool:
-    return bool(row["nref"]) and row["wer"] <= GOOD and not row["foreign"]
+def kept_figures(kept: list[dict], good_total: float) -> tuple[float, int, int]:
+    """(good-label share kept, pieces kept, bad kept)."""
+    return sum(r["dur"] for r in kept if is_good(r)) / good_total, len(kept), sum(map(is_bad, kept))
 
 
 def best_kept(cand: list[dict], scores: list[float | None], good_total: float, target: float) -> tuple[float, int, int]:
@@ -53,10 +50,9 @@ def best_kept(cand: list[dict], scores: list[float | None], good_total: float, t
     best = (0.0, 0, 0)
     for t in sorted({s for s in scores if s is not None}):
         kept = [r for r, s in zip(cand, scores) if s is not None and s >= t]
-        bad = sum(map(is_bad, kept))
-        good = sum(r["dur"] for r in kept if is_good(r))
-        if bad <= target * len(kept) and good / good_total > best[0]:
-            best = (good / good_total, len(kept), bad)
+        got = kept_figures(kept, good_total)
+        if got[2] <= target * len(kept) and got[0] > best[0]:
+            best = got
     return best
 
 
@@ -70,16 +66,15 @@ def ceiling(rows: list[dict], shipped: ConfidenceModel, threshold: float, target
         return {"good_s": good_total, "candidates": len(cand)}
     # as the filter does: a piece in a language the model was not fitted on is not judged by it (passes);
     # one without a score (no label) fails
-    scores = [shipped.score(r) if shipped.judges(r) else float("inf") for r in cand]
-    kept = [r for r, s in zip(cand, scores) if s is not None and s >= threshold]
+    judged = lambda m: [m.score(r) if shipped.judges(r) else float("inf") for r in cand]  # noqa: E731
+    scores = judged(shipped)
     out = {"good_s": good_total, "candidates": len(cand), "candidates_bad": sum(map(is_bad, cand)),
-           "candidates_good_share": sum(r["dur"] for r in cand if is_good(r)) / good_total,
-           "shipped": (sum(r["dur"] for r in kept if is_good(r)) / good_total, len(kept), sum(map(is_bad, kept))),
+           "candidates_good_share": kept_figures(cand, good_total)[0],
+           "shipped": kept_figures([r for r, s in zip(cand, scores) if s is not None and s >= threshold], good_total),
            "best threshold": best_kept(cand, scores, good_total, target)}
     labels = [not is_bad(r) for r in cand]
     if len(set(labels)) == 2:
         fill = dict(zip(shipped.features, shipped.fill)) if shipped.fill else None
-        judged = lambda m: [m.score(r) if shipped.judges(r) else float("inf") for r in cand]  # noqa: E731
         bad = [r for r in cand if is_bad(r)]
         best = (0.0, 0, 0)
         for l2 in L2S:  # the best of several fits on this set: weaker and stronger regularisation, bad

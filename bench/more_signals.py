@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.ceiling import CONFIG  # noqa: E402
 from bench.quality import segments_of  # noqa: E402
 from pipelines.agreement import span_disagreement  # noqa: E402
-from pipelines.asr import SAMPLE_RATE, WhisperLabeler  # noqa: E402
+from pipelines.asr import SAMPLE_RATE, choose_device  # noqa: E402
+from pipelines.models import resolve_model  # noqa: E402
 
 ALTERNATIVES = 5  # base's beam width as a build decodes it; every hypothesis kept
 
@@ -38,17 +39,19 @@ class Scorer:
     """A faster-whisper model's encoder and decoder, used directly (forced alignment, n-best)."""
 
     def __init__(self, name: str):
-        from faster_whisper.audio import pad_or_trim
+        from faster_whisper import WhisperModel
         from faster_whisper.tokenizer import Tokenizer
 
-        self.model = WhisperLabeler(model=name, beam_size=1, language_id=False, word_timestamps=False)._model
+        device, compute_type = choose_device("auto", "auto")  # as a build loads it
+        self.model = WhisperModel(resolve_model(name), device=device, compute_type=compute_type, local_files_only=True)
         self.tok = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual, task="transcribe",
                              language="en")
-        self._pad = pad_or_trim
 
     def _encode(self, clip: np.ndarray):
+        from faster_whisper.audio import pad_or_trim
+
         features = self.model.feature_extractor(clip)
-        return self.model.encode(self._pad(features)), min(features.shape[-1] - 1, 3000)
+        return self.model.encode(pad_or_trim(features)), min(features.shape[-1] - 1, 3000)
 
     def word_probs(self, clip: np.ndarray, words: list[str]) -> list[float] | None:
         """This model's probability of each of another model's words (None: its tokens do not spell them)."""

@@ -151,10 +151,20 @@ def score(row: dict, words: list, truth: list[dict]) -> dict:
     return {"wer": best, "nref": nref, "dur": dur, "foreign": foreign, "nospeech": False, "reference": ref}
 
 
+def is_bad(row: dict) -> bool:
+    """A kept piece that counts against the label quality: WER > 0.3, foreign speech or no speech."""
+    return row["wer"] > BAD or bool(row["foreign"]) or bool(row["nospeech"])
+
+
+def is_good(row: dict) -> bool:
+    """A piece with a good label: WER <= 0.1 against a reference with words."""
+    return row["wer"] <= GOOD and bool(row["nref"])
+
+
 def figures(rows: list[dict]) -> dict:
     kept = [r for r in rows if r["decision"] == "keep"]
-    bad = sum(r["wer"] > BAD or r["foreign"] or r["nospeech"] for r in kept)
-    good = [r for r in rows if r["wer"] <= GOOD and r["nref"]]
+    bad = sum(map(is_bad, kept))
+    good = [r for r in rows if is_good(r)]
     refs = sum(r["nref"] for r in kept)
     return {"segments": len(rows), "kept": len(kept), "bad_share": bad / len(kept) if kept else 0.0,
             "wer_kept": sum(r["wer"] * r["nref"] for r in kept) / refs if refs else 0.0,
